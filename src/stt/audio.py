@@ -1,0 +1,113 @@
+"""Audio helpers: PCM16 <-> float32, exact 80 ms framing, resampling and file decoding.
+
+The wire format is always 24 kHz mono PCM16 LE; resampling and decoding exist for clients
+(the CLI, the upload endpoint) that start from arbitrary audio files.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import numpy.typing as npt
+import soundfile
+import soxr
+
+from stt.constants import FRAME_SAMPLES, SAMPLE_RATE, SAMPLE_WIDTH_BYTES
+
+Float32Array = npt.NDArray[np.float32]
+
+_INT16_SCALE = 32768.0
+
+
+def pcm16_to_float32(data: bytes) -> Float32Array:
+    """Decode PCM16 little-endian bytes to float32 in [-1, 1).
+
+    Dividing by 32768 (not 32767) keeps the mapping exact and invertible for every int16.
+    """
+    if len(data) % SAMPLE_WIDTH_BYTES:
+        raise ValueError(f"PCM16 data must have an even number of bytes, got {len(data)}")
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / np.float32(_INT16_SCALE)
+
+
+def float32_to_pcm16(samples: npt.ArrayLike) -> bytes:
+    """Encode float samples to PCM16 little-endian, clipping to the int16 range."""
+    scaled = np.rint(np.asarray(samples, dtype=np.float64) * _INT16_SCALE)
+    return np.clip(scaled, -32768, 32767).astype("<i2").tobytes()
+
+
+class FrameAssembler:
+    """Turns chunks of any size into exact 1920-sample frames, carrying the remainder.
+
+    Clients send whatever chunking their audio stack produces; the engine needs frames
+    aligned to the start of the stream, so no sample may be dropped or duplicated here.
+    """
+
+    def __init__(self, frame_samples: int = FRAME_SAMPLES) -> None:
+        self._frame = frame_samples
+        self._rest: Float32Array = np.zeros(0, dtype=np.float32)
+        self.samples_in = 0
+        """Samples received so far (the stream's true audio length)."""
+
+    @property
+    def pending_samples(self) -> int:
+        """Samples held back until the next chunk completes a frame."""
+        return int(self._rest.size)
+
+    def push(self, samples: Float32Array) -> Float32Array:
+        """Add samples; return the complete frames now available, shape (n, frame_samples)."""
+        self.samples_in += int(samples.size)
+        buf = np.concatenate((self._rest, samples)) if self._rest.size else samples
+        n = buf.size // self._frame
+        self._rest = buf[n * self._frame :].copy()
+        return np.ascontiguousarray(buf[: n * self._frame], dtype=np.float32).reshape(n, self._frame)
+
+    def take_remainder(self) -> Float32Array:
+        """Hand over the samples that do not fill a frame yet (fewer than frame_samples)."""
+        rest, self._rest = self._rest, np.zeros(0, dtype=np.float32)
+        return rest
+
+
+def split_frames(samples: Float32Array) -> tuple[Float32Array, Float32Array]:
+    """Split a whole clip into (n, FRAME_SAMPLES) frames and the remaining partial tail."""
+    flat = np.asarray(samples, dtype=np.float32).reshape(-1)
+    whole = flat.size // FRAME_SAMPLES * FRAME_SAMPLES
+    return flat[:whole].reshape(-1, FRAME_SAMPLES), flat[whole:]
+
+
+def to_mono(samples: npt.NDArray[np.floating]) -> Float32Array:
+    """Average channels of a (frames, channels) array; pass mono through."""
+    if samples.ndim == 1:
+        return samples.astype(np.float32, copy=False)
+    if samples.ndim != 2:
+        raise ValueError(f"expected (frames,) or (frames, channels) audio, got shape {samples.shape}")
+    mixed: Float32Array = samples.mean(axis=1, dtype=np.float64).astype(np.float32)
+    return mixed
+
+
+def resample(samples: Float32Array, rate: int, target_rate: int = SAMPLE_RATE) -> Float32Array:
+    """Resample mono float audio with soxr (high quality), a no-op at the target rate."""
+    if rate <= 0:
+        raise ValueError(f"sample rate must be positive, got {rate}")
+    if rate == target_rate or samples.size == 0:
+        return samples.astype(np.float32, copy=False)
+    out = soxr.resample(samples.astype(np.float32, copy=False), rate, target_rate, quality="HQ")
+    return np.asarray(out, dtype=np.float32)
+
+
+def read_audio(source: str | Path | BinaryIO) -> Float32Array:
+    """Decode an audio file (WAV, FLAC, OGG, MP3, ...) to 24 kHz mono float32.
+
+    Raises ValueError with the decoder's reason when the data is not audio it can read.
+    """
+    try:
+        data, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"cannot decode audio: {exc}") from exc
+    return resample(to_mono(data), int(rate))
+
+
+def write_wav(path: str | Path, samples: Float32Array, rate: int = SAMPLE_RATE) -> None:
+    """Write mono float samples as a PCM16 WAV file."""
+    soundfile.write(str(path), np.asarray(samples, dtype=np.float32), rate, subtype="PCM_16")

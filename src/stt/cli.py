@@ -1,0 +1,236 @@
+"""The `stt` command: serve, transcribe, engines, tones.
+
+Parsing is kept apart from doing (as in uvicorn: CLI -> Settings -> server). Every server
+setting is a flag and an `STT_*` environment variable; flags win.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from stt.config import ClientSettings, Option, Settings, options
+from stt.constants import SAMPLE_RATE
+
+log = logging.getLogger("stt")
+
+
+def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
+    for option in options(cls):
+        flag = "--" + option.name.replace("_", "-")
+        parser.add_argument(
+            flag,
+            dest=option.name,
+            type=_flag_type(option),
+            default=None,
+            metavar=option.type.__name__.upper(),
+            help=f"{option.help} (env {option.env}, default {option.default!r})",
+        )
+
+
+def _flag_type(option: Option) -> Any:
+    if option.type is bool:
+        return lambda raw: raw.lower() in ("1", "true", "yes", "on")
+    return option.type
+
+
+def _settings_overrides(args: argparse.Namespace, cls: type[Any]) -> dict[str, Any]:
+    return {o.name: getattr(args, o.name) for o in options(cls) if getattr(args, o.name, None) is not None}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stt", description="Streaming speech-to-text server and tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the WebSocket/HTTP server")
+    _add_settings_flags(serve, Settings)
+
+    transcribe = sub.add_parser("transcribe", help="stream an audio file to a server and print the words")
+    transcribe.add_argument("file", type=Path, help="audio file (WAV, FLAC, OGG, MP3, ...; any rate)")
+    _add_settings_flags(transcribe, ClientSettings)
+    pace = transcribe.add_mutually_exclusive_group()
+    pace.add_argument("--realtime", dest="realtime", action="store_true", help="pace chunks in real time")
+    pace.add_argument(
+        "--fast", dest="realtime", action="store_false", help="send as fast as possible (default)"
+    )
+    transcribe.add_argument("--language", default=None, help="language hint, e.g. en or fr")
+    transcribe.add_argument("--chunk-ms", type=int, default=480, help="chunk size in ms (default 480)")
+    transcribe.add_argument("--eos", action="store_true", help="end with the 3-byte EOS message")
+    transcribe.add_argument("--json", action="store_true", help="print the Final message as JSON")
+
+    engines = sub.add_parser("engines", help="list engines and whether each can load here")
+    _add_settings_flags(engines, Settings)
+
+    tones = sub.add_parser("tones", help="write a tone-coded WAV that the fake engine transcribes")
+    tones.add_argument("text", help="words to encode (letters, digits and apostrophes)")
+    tones.add_argument("-o", "--output", type=Path, required=True, help="output WAV path")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "transcribe":
+            return _transcribe(args)
+        if args.command == "engines":
+            return _engines(args)
+        if args.command == "tones":
+            return _tones(args)
+    except ValueError as exc:  # invalid settings or input: one clear line, no traceback
+        print(f"stt: error: {exc}", file=sys.stderr)
+        return 2
+    raise AssertionError(args.command)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from stt.engine.registry import EngineUnavailableError, build_engine
+    from stt.server import create_app
+
+    settings = Settings.from_env(**_settings_overrides(args, Settings))
+    _configure_logging(settings.log_level)
+    try:
+        engine = build_engine(settings)  # fail fast, before binding the port
+    except EngineUnavailableError as exc:
+        print(f"stt: error: {exc}", file=sys.stderr)
+        return 3
+    app = create_app(settings, engine=engine)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        # Above our own limit so that oversize messages reach the session and get an Error.
+        ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def _engines(args: argparse.Namespace) -> int:
+    from stt.engine.registry import probe_all
+
+    settings = Settings.from_env(**_settings_overrides(args, Settings))
+    for spec, availability in probe_all(settings):
+        mark = "yes" if availability.ok else "no "
+        default = " (configured)" if spec.name == settings.engine else ""
+        print(f"{spec.name:<8} {mark} {spec.summary}{default}\n         {availability.detail}")
+    return 0
+
+
+def _tones(args: argparse.Namespace) -> int:
+    from stt.audio import write_wav
+    from stt.tones import encode_text
+
+    audio = encode_text(args.text, lead_frames=2)
+    write_wav(args.output, audio)
+    print(f"wrote {args.output} ({audio.size / SAMPLE_RATE:.2f} s)")
+    return 0
+
+
+class _LiveLine:
+    """Shows words as they arrive. On a terminal, one live line with a progress bar and the
+    latest words; elsewhere (pipes, logs), each word is written as soon as it comes."""
+
+    def __init__(self, total_s: float, out: TextIO = sys.stdout) -> None:
+        self._total_s = total_s
+        self._out = out
+        self._tty = out.isatty()
+        self._words: list[str] = []
+        self._sent_s = 0.0
+
+    def word(self, text: str) -> None:
+        self._words.append(text)
+        if self._tty:
+            self._render()
+        else:
+            self._out.write(("" if len(self._words) == 1 else " ") + text)
+            self._out.flush()
+
+    def progress(self, sent_s: float) -> None:
+        self._sent_s = sent_s
+        if self._tty:
+            self._render()
+
+    def _render(self) -> None:
+        width = 20
+        done = int(width * min(1.0, self._sent_s / max(self._total_s, 1e-9)))
+        bar = f"[{'=' * done}{' ' * (width - done)}] {self._sent_s:5.1f}/{self._total_s:.1f} s  "
+        tail = " ".join(self._words)[-(shutil.get_terminal_size().columns - len(bar) - 1) :]
+        self._out.write(f"\r\x1b[K{bar}{tail}")
+        self._out.flush()
+
+    def end(self) -> None:
+        """Leave the words (not the bar) on screen, ending the line."""
+        if self._tty:
+            self._out.write("\r\x1b[K" + " ".join(self._words))
+        if self._words or self._tty:
+            self._out.write("\n")
+        self._out.flush()
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    from stt.audio import read_audio
+    from stt.client import Received, stream_audio
+
+    client = ClientSettings.from_env(**_settings_overrides(args, ClientSettings))
+    samples = read_audio(args.file)
+    total_s = samples.size / SAMPLE_RATE
+    line = _LiveLine(total_s)
+
+    def on_message(received: Received) -> None:
+        message = received.message
+        if message.get("type") == "Word":
+            line.word(str(message["text"]))
+        elif message.get("type") == "Error":
+            line.end()
+            print(f"stt: server error {message.get('code')}: {message.get('message')}", file=sys.stderr)
+
+    try:
+        result = asyncio.run(
+            stream_audio(
+                client.url,
+                samples,
+                chunk_samples=max(1, args.chunk_ms * SAMPLE_RATE // 1000),
+                realtime=args.realtime,
+                language=args.language,
+                end_marker="EOS" if args.eos else "CloseStream",
+                on_message=on_message,
+                on_sent=line.progress,
+            )
+        )
+    except OSError as exc:
+        print(
+            f"stt: error: cannot connect to {client.url} ({exc}); start a server with `make serve` "
+            "or point --url at one",
+            file=sys.stderr,
+        )
+        return 3
+    line.end()
+    final = result.final
+    if final is None:
+        print(f"stt: no Final received (close code {result.close_code})", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(final, ensure_ascii=False))
+    else:
+        print(f"transcript: {final['transcript']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""Settings: the only module that reads the environment.
+
+Each field is also a CLI flag and an environment variable (`STT_` + the field name in upper
+case), as in uvicorn; flags win over the environment, which wins over the defaults. The
+field metadata is the single source for `--help`, the README table and validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+ENV_PREFIX = "STT_"
+
+
+def _opt(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server settings. Construct with `Settings.from_env()`; every value is validated."""
+
+    engine: str = _opt("fake", "engine to serve (see `stt engines`)")
+    host: str = _opt("127.0.0.1", "interface to listen on")
+    port: int = _opt(8000, "TCP port to listen on")
+    slots: int | None = _opt(None, "concurrent streams (engine batch size); default: the engine's own")
+    batch_wait_ms: float = _opt(
+        0.0, "after an idle period, wait this long for more streams' frames before a step"
+    )
+    idle_timeout_s: float = _opt(10.0, "close a stream that sends neither audio nor KeepAlive for this long")
+    max_message_bytes: int = _opt(1 << 20, "largest WebSocket message accepted")
+    max_upload_bytes: int = _opt(200 << 20, "largest file accepted by POST /v1/audio/transcriptions")
+    upload_wait_s: float = _opt(30.0, "how long an upload waits for a free slot before 503")
+    fake_delay_frames: int = _opt(6, "fake engine: frames of delay between audio and words")
+    fake_step_ms: float = _opt(0.0, "fake engine: simulated cost of one step, in ms")
+    log_level: str = _opt("info", "logging level: debug, info, warning, error")
+
+    def __post_init__(self) -> None:
+        problems = [msg for ok, msg in self._checks() if not ok]
+        if problems:
+            raise ValueError("invalid settings: " + "; ".join(problems))
+
+    def _checks(self) -> Iterator[tuple[bool, str]]:
+        yield 0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}"
+        yield self.slots is None or self.slots >= 1, f"slots must be >= 1, got {self.slots}"
+        yield self.batch_wait_ms >= 0, "batch_wait_ms must be >= 0"
+        yield self.idle_timeout_s > 0, "idle_timeout_s must be > 0"
+        yield self.max_message_bytes >= 1024, "max_message_bytes must be >= 1024"
+        yield self.max_upload_bytes >= 1024, "max_upload_bytes must be >= 1024"
+        yield self.upload_wait_s >= 0, "upload_wait_s must be >= 0"
+        yield self.fake_delay_frames >= 0, "fake_delay_frames must be >= 0"
+        yield self.fake_step_ms >= 0, "fake_step_ms must be >= 0"
+        levels = ("debug", "info", "warning", "error")
+        yield self.log_level in levels, f"log_level must be one of {levels}, got {self.log_level!r}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then `STT_*` variables, then explicit overrides (CLI flags)."""
+        return _load(cls, os.environ if environ is None else environ, overrides)
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """Settings of the command-line client (`stt transcribe`)."""
+
+    url: str = _opt("ws://127.0.0.1:8000/v1/stream", "server WebSocket URL")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
+        return _load(cls, os.environ if environ is None else environ, overrides)
+
+
+@dataclass(frozen=True)
+class Option:
+    """A settings field as the CLI and docs see it."""
+
+    name: str
+    env: str
+    type: type
+    optional: bool
+    default: Any
+    help: str
+
+
+_T = typing.TypeVar("_T")
+
+
+def options(cls: type[Any]) -> list[Option]:
+    """The fields of a settings class with their env names and value types."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        kind, optional = _unwrap(hints[f.name])
+        out.append(Option(f.name, ENV_PREFIX + f.name.upper(), kind, optional, f.default, f.metadata["help"]))
+    return out
+
+
+def _unwrap(hint: Any) -> tuple[type, bool]:
+    """`int | None` -> (int, True); `int` -> (int, False)."""
+    if isinstance(hint, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], True
+    return hint, False
+
+
+def _parse(option: Option, raw: str) -> Any:
+    if option.optional and raw.strip().lower() in ("", "none", "auto"):
+        return None
+    if option.type is bool:
+        value = raw.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{option.env} must be a boolean, got {raw!r}")
+    try:
+        return option.type(raw)
+    except ValueError:
+        raise ValueError(f"{option.env} must be {option.type.__name__}, got {raw!r}") from None
+
+
+def _load(cls: type[_T], environ: Mapping[str, str], overrides: Mapping[str, Any]) -> _T:
+    values: dict[str, Any] = {}
+    for option in options(cls):
+        if option.env in environ:
+            values[option.name] = _parse(option, environ[option.env])
+    unknown = set(overrides) - {o.name for o in options(cls)}
+    if unknown:
+        raise TypeError(f"unknown settings: {sorted(unknown)}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return cls(**values)

@@ -1,0 +1,105 @@
+"""A deterministic engine for tests and load benchmarks: it decodes the tone code.
+
+Its text depends only on its own slot's audio (see `stt.tones`), with a configurable delay
+and step cost, so a test that hears another stream's words, a missing letter or letters out
+of order has found a real bug in framing, batching or routing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from stt.constants import FRAME_SECONDS
+from stt.engine.base import BaseEngine
+from stt.engine.protocol import EngineEvent, EngineInfo, StepInput, StepOutput, StreamOptions, WordEvent
+from stt.tones import ALPHABET, SILENCE, decode_frames
+
+
+@dataclass
+class _Slot:
+    options: StreamOptions = field(default_factory=StreamOptions)
+    frame: int = 0
+    """Frames this stream has consumed."""
+    word: str = ""
+    word_start: int = 0
+    pending: deque[tuple[int, WordEvent]] = field(default_factory=deque)
+    """Finished words and the frame count at which the delay lets them out."""
+
+
+class FakeEngine(BaseEngine):
+    """Tone-code recogniser with Kyutai-like batching semantics.
+
+    `step_cost_s` is slept once per step and `row_cost_s` once per row, outside the GIL,
+    which is how a GPU step looks to the server.
+    """
+
+    def __init__(
+        self,
+        *,
+        slots: int = 64,
+        delay_frames: int = 6,
+        step_cost_s: float = 0.0,
+        row_cost_s: float = 0.0,
+    ) -> None:
+        self._info = EngineInfo(
+            name="fake",
+            max_batch=slots,
+            delay_frames=delay_frames,
+            flush_frames=delay_frames,
+            languages=("en", "fr"),
+        )
+        self._step_cost_s = step_cost_s
+        self._row_cost_s = row_cost_s
+        self._slots = [_Slot() for _ in range(slots)]
+        self.steps = 0
+        self.rows = 0
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    def slot_options(self, slot: int) -> StreamOptions:
+        """The options the slot's current stream was started with (for tests)."""
+        return self._slots[slot].options
+
+    def step(self, batch: StepInput) -> StepOutput:
+        cost = self._step_cost_s + self._row_cost_s * len(batch)
+        if cost > 0:
+            time.sleep(cost)
+        symbols = decode_frames(batch.frames)
+        delay = self._info.delay_frames
+        events: list[list[EngineEvent]] = []
+        for row in range(len(batch)):
+            slot = int(batch.slots[row])
+            if batch.reset[row]:
+                self._slots[slot] = _Slot(options=batch.row_options(row))
+            state = self._slots[slot]
+            symbol = int(symbols[row])
+            if symbol == SILENCE:
+                self._end_word(state, delay)
+            else:
+                if not state.word:
+                    state.word_start = state.frame
+                state.word += ALPHABET[symbol]
+            state.frame += 1
+            flush = bool(batch.flush[row])
+            if flush:
+                self._end_word(state, delay)
+            out: list[EngineEvent] = []
+            while state.pending and (flush or state.pending[0][0] <= state.frame):
+                out.append(state.pending.popleft()[1])
+            events.append(out)
+        self.steps += 1
+        self.rows += len(batch)
+        return StepOutput(events)
+
+    @staticmethod
+    def _end_word(state: _Slot, delay: int) -> None:
+        """Close the word in progress; it becomes visible `delay` frames later."""
+        if not state.word:
+            return
+        word = WordEvent(state.word, state.word_start * FRAME_SECONDS, state.frame * FRAME_SECONDS)
+        state.pending.append((state.frame + 1 + delay, word))
+        state.word = ""

@@ -1,0 +1,73 @@
+"""Engine names -> how to build them and whether they can load here.
+
+Builders import their engine module lazily, so listing engines never loads a model library.
+A missing dependency or weight is reported with what to do about it, never papered over by
+falling back to another engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stt.config import Settings
+from stt.engine.protocol import Engine
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine cannot be built here; the message says what is missing and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    name: str
+    summary: str
+    build: Callable[[Settings], Engine]
+    probe: Callable[[Settings], Availability]
+
+
+def _build_fake(settings: Settings) -> Engine:
+    from stt.engine.fake import FakeEngine
+
+    return FakeEngine(
+        slots=settings.slots or 64,
+        delay_frames=settings.fake_delay_frames,
+        step_cost_s=settings.fake_step_ms / 1000,
+    )
+
+
+def _probe_fake(settings: Settings) -> Availability:
+    return Availability(True, "built in; decodes the tone code of `stt tones`, not speech")
+
+
+ENGINES: dict[str, EngineSpec] = {
+    "fake": EngineSpec("fake", "deterministic tone-code engine for tests and load", _build_fake, _probe_fake),
+}
+
+
+def get_spec(name: str) -> EngineSpec:
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise EngineUnavailableError(
+            f"unknown engine {name!r}; available: {', '.join(sorted(ENGINES))}"
+        ) from None
+
+
+def build_engine(settings: Settings) -> Engine:
+    """Build the configured engine or raise EngineUnavailableError saying why not."""
+    spec = get_spec(settings.engine)
+    availability = spec.probe(settings)
+    if not availability.ok:
+        raise EngineUnavailableError(f"engine {spec.name!r} cannot load here: {availability.detail}")
+    return spec.build(settings)
+
+
+def probe_all(settings: Settings) -> list[tuple[EngineSpec, Availability]]:
+    return [(spec, spec.probe(settings)) for spec in ENGINES.values()]

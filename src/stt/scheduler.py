@@ -1,0 +1,269 @@
+"""The live scheduler: owns the engine, runs plan -> step -> complete on the event loop.
+
+Engine steps run on one dedicated thread; the event loop only plans, awaits the step's
+future and routes the results, so it never blocks on model work. A step starts as soon as
+any stream has a frame waiting; while it runs, newly arrived frames queue up and all go
+into the next step. Real-time clients deliver a frame every 80 ms, so under load this
+settles into one full step per 80 ms tick, and a stream that fell behind (a burst, a large
+chunk, a Finalize's padding) catches up in back-to-back steps without waiting for a tick.
+`batch_wait_s` optionally holds the first step after an idle period so that frames arriving
+together share it (worth it for engines whose step cost does not depend on batch size).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from stt.audio import split_frames
+from stt.batching import Frames, StepPlanner, StreamListener
+from stt.engine.protocol import Engine, EngineInfo, StreamOptions, WordEvent
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+
+class NoCapacityError(RuntimeError):
+    """No slot became free in time."""
+
+
+class EngineFailedError(RuntimeError):
+    """The engine raised on a step that held this stream (the cause is chained)."""
+
+
+@dataclass
+class SchedulerStats:
+    """Counters for metrics and benchmarks (read on the event loop)."""
+
+    steps: int = 0
+    rows: int = 0
+    failed_steps: int = 0
+    busy_s: float = 0.0
+    last_step_s: float = 0.0
+    last_rows: int = 0
+
+
+StepObserver = Callable[[float, int], None]
+"""Called on the event loop after each step with (seconds, rows)."""
+
+
+class StreamHandle:
+    """A stream's way into the scheduler. Methods are called on the event loop."""
+
+    def __init__(self, scheduler: Scheduler, stream_id: int) -> None:
+        self._scheduler = scheduler
+        self.id = stream_id
+        self.closed = False
+
+    @property
+    def slot(self) -> int:
+        return self._scheduler._planner.slot_of(self.id)
+
+    @property
+    def backlog_frames(self) -> int:
+        """Frames received but not yet stepped."""
+        return self._scheduler._planner.backlog(self.id)
+
+    def configure(self, options: StreamOptions) -> None:
+        self._scheduler._planner.configure(self.id, options)
+
+    def push(self, frames: Frames) -> None:
+        """Queue whole frames, shape (n, FRAME_SAMPLES)."""
+        if frames.shape[0]:
+            self._scheduler._planner.push(self.id, frames)
+            self._scheduler._wake.set()
+
+    def finalize(self, tail: Frames, *, end: bool) -> None:
+        """Flush everything sent so far (`tail` is the last partial frame's samples)."""
+        self._scheduler._planner.finalize(self.id, tail, end=end)
+        self._scheduler._wake.set()
+
+    def close(self) -> None:
+        """Drop the stream now and free its slot (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            self._scheduler._planner.close(self.id)
+            self._scheduler._slot_freed()
+
+
+class _WordsFuture:
+    """Listener that resolves a future with the stream's words (the offline path)."""
+
+    def __init__(self, future: asyncio.Future[list[WordEvent]]) -> None:
+        self.future = future
+        self.words: list[WordEvent] = []
+
+    def on_words(self, words: Sequence[WordEvent]) -> None:
+        self.words.extend(words)
+
+    def on_flushed(self) -> None:
+        pass
+
+    def on_finished(self) -> None:
+        if not self.future.done():
+            self.future.set_result(self.words)
+
+    def on_failed(self, error: BaseException) -> None:
+        if not self.future.done():
+            failure = EngineFailedError("the engine failed while processing this stream")
+            failure.__cause__ = error
+            self.future.set_exception(failure)
+
+
+class Scheduler:
+    """Streams join with `open`, feed frames through their handle, and get results through
+    their listener. Start with `await start()`, stop with `await stop()`."""
+
+    def __init__(self, engine: Engine, *, batch_wait_s: float = 0.0) -> None:
+        self.engine = engine
+        self.info: EngineInfo = engine.info
+        self.stats = SchedulerStats()
+        self._planner = StepPlanner(self.info)
+        self._batch_wait_s = batch_wait_s
+        self._executor: ThreadPoolExecutor | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._observers: list[StepObserver] = []
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, *, warmup: bool = True) -> None:
+        """Start the engine thread, warm the engine up on it, then start stepping."""
+        if self._task is not None:
+            raise RuntimeError("scheduler already started")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-engine")
+        if warmup:
+            started = time.perf_counter()
+            await self.run_on_engine_thread(self.engine.warmup)
+            log.info("engine %s warmed up in %.2f s", self.info.name, time.perf_counter() - started)
+        self._task = asyncio.create_task(self._loop(), name="stt-scheduler")
+
+    async def stop(self) -> None:
+        """Stop stepping, close the engine on its thread and end the thread."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            try:
+                await asyncio.get_running_loop().run_in_executor(executor, self.engine.close)
+            finally:
+                await asyncio.to_thread(executor.shutdown, wait=True)
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def run_on_engine_thread(self, fn: Callable[[], _T]) -> _T:
+        """Run `fn` on the engine thread (model calls must never run anywhere else)."""
+        if self._executor is None:
+            raise RuntimeError("scheduler not started")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def add_step_observer(self, observer: StepObserver) -> None:
+        self._observers.append(observer)
+
+    # -- admission -----------------------------------------------------------------------------
+
+    @property
+    def used_slots(self) -> int:
+        return self._planner.used_slots
+
+    @property
+    def total_slots(self) -> int:
+        return self._planner.total_slots
+
+    def open(self, listener: StreamListener, options: StreamOptions | None = None) -> StreamHandle | None:
+        """Reserve a slot now, or return None when all are busy (the caller refuses)."""
+        stream_id = self._planner.open(listener, options)
+        return None if stream_id is None else StreamHandle(self, stream_id)
+
+    async def open_waiting(
+        self, listener: StreamListener, options: StreamOptions | None, timeout_s: float
+    ) -> StreamHandle:
+        """Reserve a slot, waiting up to `timeout_s` for one to free up."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (handle := self.open(listener, options)) is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise NoCapacityError(f"no free slot within {timeout_s:g} s")
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._slot_waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._slot_waiters:
+                    self._slot_waiters.remove(waiter)
+        return handle
+
+    async def transcribe(
+        self, audio: Frames, options: StreamOptions | None = None, *, slot_wait_s: float = 30.0
+    ) -> list[WordEvent]:
+        """Offline: a whole clip through the live batch, beside the live streams."""
+        frames, tail = split_frames(audio)
+        listener = _WordsFuture(asyncio.get_running_loop().create_future())
+        handle = await self.open_waiting(listener, options, slot_wait_s)
+        try:
+            handle.push(frames)
+            handle.finalize(tail, end=True)
+            return await listener.future
+        finally:
+            if not listener.future.done():
+                handle.close()  # caller went away: free the slot
+
+    def _slot_freed(self) -> None:
+        """Wake as many slot waiters as there are free slots."""
+        free = self._planner.total_slots - self._planner.used_slots
+        while free > 0 and self._slot_waiters:
+            waiter = self._slot_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                free -= 1
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._executor is not None
+        while True:
+            plan = self._planner.plan()
+            if plan is None:
+                self._wake.clear()
+                await self._wake.wait()
+                if self._batch_wait_s:
+                    await asyncio.sleep(self._batch_wait_s)
+                continue
+            started = time.perf_counter()
+            try:
+                output = await loop.run_in_executor(self._executor, self.engine.step, plan.input)
+            except Exception as exc:
+                self.stats.failed_steps += 1
+                log.exception("engine step failed; failing its %d stream(s)", len(plan))
+                self._planner.fail(plan, exc)
+                self._slot_freed()
+                continue
+            elapsed = time.perf_counter() - started
+            stats = self.stats
+            stats.steps += 1
+            stats.rows += len(plan)
+            stats.busy_s += elapsed
+            stats.last_step_s = elapsed
+            stats.last_rows = len(plan)
+            self._planner.complete(plan, output)
+            self._slot_freed()
+            for observer in self._observers:
+                observer(elapsed, len(plan))

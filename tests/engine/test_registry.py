@@ -1,0 +1,22 @@
+import pytest
+
+from stt.engine.fake import FakeEngine
+from stt.engine.registry import EngineUnavailableError, build_engine, probe_all
+from tests.conftest import make_settings
+
+
+def test_builds_the_fake_with_settings() -> None:
+    engine = build_engine(make_settings(engine="fake", slots=3, fake_delay_frames=2))
+    assert isinstance(engine, FakeEngine)
+    assert (engine.info.max_batch, engine.info.delay_frames) == (3, 2)
+
+
+def test_unknown_engine_names_the_choices() -> None:
+    with pytest.raises(EngineUnavailableError, match="unknown engine 'nope'; available: fake"):
+        build_engine(make_settings(engine="nope"))
+
+
+def test_probe_lists_every_engine_with_a_reason() -> None:
+    rows = probe_all(make_settings())
+    assert next(spec.name for spec, _ in rows) == "fake"
+    assert all(availability.detail for _, availability in rows)

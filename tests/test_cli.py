@@ -1,0 +1,122 @@
+"""The `stt` command, run as a user would: real processes, real sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from stt.cli import main
+
+STT = [sys.executable, "-m", "stt.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[str]:
+    """`stt serve` in its own process on a free port; yields the WebSocket URL."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
+    proc = subprocess.Popen(
+        [*STT, "serve", "--port", str(port), "--log-level", "warning", "--slots", "4"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "stt serve did not start"
+            time.sleep(0.1)
+    yield f"ws://127.0.0.1:{port}/v1/stream"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
+    return subprocess.run([*STT, *args], check=False, capture_output=True, text=True, timeout=120, env=env)
+
+
+@pytest.fixture
+def tones_wav(tmp_path: Path) -> Path:
+    path = tmp_path / "hello.wav"
+    result = run_cli("tones", "hello from the cli", "-o", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout
+    return path
+
+
+def test_serve_and_transcribe_round_trip(served: str, tones_wav: Path) -> None:
+    result = run_cli("transcribe", str(tones_wav), "--url", served)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines == ["hello from the cli", "transcript: hello from the cli"]
+
+
+def test_transcribe_with_eos_realtime_and_json(served: str, tones_wav: Path) -> None:
+    import json
+
+    result = run_cli("transcribe", str(tones_wav), "--url", served, "--eos", "--realtime", "--json")
+    assert result.returncode == 0, result.stderr
+    final = json.loads(result.stdout.splitlines()[-1])
+    assert final["type"] == "Final" and final["transcript"] == "hello from the cli"
+
+
+def test_transcribe_resamples_other_rates(served: str, tmp_path: Path) -> None:
+    import soundfile
+
+    from stt.audio import resample
+    from stt.tones import encode_text
+
+    path = tmp_path / "44k.wav"
+    soundfile.write(path, resample(encode_text("resampled"), 24_000, 44_100), 44_100)
+    result = run_cli("transcribe", str(path), "--url", served)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "transcript: resampled"
+
+
+def test_transcribe_without_a_server_says_what_to_do(tones_wav: Path) -> None:
+    result = run_cli("transcribe", str(tones_wav), "--url", f"ws://127.0.0.1:{free_port()}/v1/stream")
+    assert result.returncode == 3
+    assert "cannot connect" in result.stderr and "make serve" in result.stderr
+
+
+def test_engines_lists_the_fake(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["engines"]) == 0
+    out = capsys.readouterr().out
+    assert "fake" in out and "yes" in out
+
+
+def test_invalid_settings_fail_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--slots", "0"]) == 2
+    assert "slots must be >= 1" in capsys.readouterr().err
+
+
+def test_unknown_engine_fails_fast() -> None:
+    result = run_cli("serve", "--engine", "nope", "--port", str(free_port()))
+    assert result.returncode == 3
+    assert "unknown engine 'nope'" in result.stderr
+
+
+def test_environment_variables_configure_the_cli(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STT_SLOTS", "-1")
+    assert main(["engines"]) == 2
+    assert "slots must be >= 1" in capsys.readouterr().err
