@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from stt.engine.base import BaseEngine
 from stt.engine.fake import FakeEngine
-from stt.engine.protocol import EngineInfo, StepInput, StepOutput, WordEvent
+from stt.engine.protocol import EngineEvent, EngineInfo, PauseEvent, StepInput, StepOutput, WordEvent
 
 
 @dataclass
@@ -68,10 +68,16 @@ class Listener:
     finished: bool = False
     error: BaseException | None = None
     events: list[str] = field(default_factory=list)
+    pauses: list[PauseEvent] = field(default_factory=list)
 
-    def on_words(self, words: Sequence[WordEvent]) -> None:
-        self.words.extend(words)
-        self.events.extend(f"word:{w.text}" for w in words)
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
+        for e in events:
+            if isinstance(e, WordEvent):
+                self.words.append(e)
+                self.events.append(f"word:{e.text}")
+            else:
+                self.pauses.append(e)
+                self.events.append("pause")
 
     def on_flushed(self) -> None:
         self.flushed += 1

@@ -188,7 +188,7 @@ def test_push_rejects_wrong_shapes() -> None:
 
 def test_a_raising_listener_does_not_cost_other_streams_their_words() -> None:
     class Broken(Listener):
-        def on_words(self, words: object) -> None:
+        def on_events(self, events: object) -> None:
             raise RuntimeError("listener bug")
 
     engine = FakeEngine(slots=2, delay_frames=0)

@@ -17,6 +17,7 @@ from stt.protocol import (
     Finalize,
     Flushed,
     KeepAlive,
+    Pause,
     ProtocolError,
     Ready,
     Word,
@@ -34,6 +35,7 @@ from stt.protocol import (
         ('{"type": "Configure"}', Configure()),
         ('{"type": "Configure", "language": "FR"}', Configure(language="fr")),
         ('{"type": "Configure", "language": null}', Configure()),
+        ('{"type": "Configure", "pauses": true}', Configure(pauses=True)),
     ],
 )
 def test_parses_client_messages(text: str, expected: object) -> None:
@@ -51,6 +53,7 @@ def test_parses_client_messages(text: str, expected: object) -> None:
         ('{"type": "Configure", "lang": "en"}', "unknown Configure field"),
         ('{"type": "Configure", "language": 3}', "language must be"),
         ('{"type": "Configure", "language": ""}', "language must be"),
+        ('{"type": "Configure", "pauses": "yes"}', "pauses must be true or false"),
     ],
 )
 def test_rejects_bad_client_messages_saying_why(text: str, fragment: str) -> None:
@@ -101,6 +104,12 @@ def test_server_message_shapes() -> None:
         "engine": "fake",
         "delay_s": 0.48,
         "languages": ["en", "fr"],
+        "pauses": False,
+    }
+    assert json.loads(Pause(1.23456, 0.87654).to_json()) == {
+        "type": "Pause",
+        "time_s": 1.235,
+        "probability": 0.877,
     }
     assert json.loads(Word("héllo", 0.12345, 0.5).to_json()) == {
         "type": "Word",

@@ -159,6 +159,29 @@ def test_configure_sets_the_language_of_the_stream() -> None:
     assert engine.slot_options(0).language == "fr"
 
 
+def test_pause_messages_are_opt_in() -> None:
+    engine = FakeEngine(slots=2, delay_frames=1, pause_frames=4)
+    silence = float32_to_pcm16(np.zeros(6 * FRAME_SAMPLES, np.float32))
+    audio = pcm("first turn") + silence + pcm("second")
+    with app_client(engine) as client:
+        asked, _ = stream(client, audio, before=[json.dumps({"type": "Configure", "pauses": True})])
+        plain, _ = stream(client, audio)
+    assert asked[0]["pauses"] is True
+    kinds = [m["type"] for m in asked]
+    assert kinds == ["Ready", "Word", "Word", "Pause", "Word", "Final"]
+    pause = asked[3]
+    assert pause["time_s"] == pytest.approx(14 * 0.08) and pause["probability"] == 1.0  # 4th silent frame
+    assert "Pause" not in [m["type"] for m in plain]
+    assert asked[-1]["transcript"] == plain[-1]["transcript"] == "first turn second"
+
+
+def test_pauses_refused_when_the_engine_cannot_predict_them(client: TestClient) -> None:
+    with client.websocket_connect("/v1/stream") as ws:
+        assert ws.receive_json()["pauses"] is False
+        ws.send_text(json.dumps({"type": "Configure", "pauses": True}))
+        assert "does not predict pauses" in expect_error(ws, "bad_message", 4400)["message"]
+
+
 def test_keepalive_is_accepted_and_changes_nothing(client: TestClient) -> None:
     messages, code = stream(client, pcm("alive"), before=[KEEP, KEEP])
     assert code == 1000 and messages[-1]["transcript"] == "alive"

@@ -31,7 +31,16 @@ import numpy.typing as npt
 
 from stt.audio import split_frames
 from stt.constants import FRAME_SAMPLES, SAMPLE_RATE
-from stt.engine.protocol import Engine, EngineInfo, StepInput, StepOutput, StreamOptions, WordEvent
+from stt.engine.protocol import (
+    Engine,
+    EngineEvent,
+    EngineInfo,
+    PauseEvent,
+    StepInput,
+    StepOutput,
+    StreamOptions,
+    WordEvent,
+)
 
 Frames = npt.NDArray[np.float32]
 
@@ -41,8 +50,8 @@ log = logging.getLogger(__name__)
 class StreamListener(Protocol):
     """Receives a stream's results. Called on the thread that calls `StepPlanner.complete`."""
 
-    def on_words(self, words: Sequence[WordEvent]) -> None:
-        """New words, times in seconds of the client's own audio (padding removed)."""
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
+        """New words and pauses, timed in seconds of the client's own audio (padding removed)."""
 
     def on_flushed(self) -> None:
         """Every word of the audio sent before a `finalize` has been delivered."""
@@ -260,14 +269,9 @@ class StepPlanner:
                 log.exception("listener of stream %d failed; closing it", stream_id)
                 self.close(stream_id)
 
-    def _deliver(self, stream: _Stream, events: Sequence[WordEvent], marker: Marker | None) -> None:
+    def _deliver(self, stream: _Stream, events: Sequence[EngineEvent], marker: Marker | None) -> None:
         if events:
-            stream.listener.on_words(
-                [
-                    WordEvent(e.text, stream.to_stream_time(e.start_s), stream.to_stream_time(e.end_s))
-                    for e in events
-                ]
-            )
+            stream.listener.on_events([_retime(stream, e) for e in events])
         if marker is Marker.FINALIZE:
             stream.listener.on_flushed()
         elif marker is Marker.END:
@@ -296,6 +300,13 @@ class StepPlanner:
         heapq.heappush(self._free, stream.slot)
 
 
+def _retime(stream: _Stream, event: EngineEvent) -> EngineEvent:
+    """An engine event with its times moved to the client's audio timeline."""
+    if isinstance(event, WordEvent):
+        return WordEvent(event.text, stream.to_stream_time(event.start_s), stream.to_stream_time(event.end_s))
+    return PauseEvent(stream.to_stream_time(event.time_s), event.probability)
+
+
 class _Collector:
     """Listener for the offline path: keeps words, notes completion."""
 
@@ -304,8 +315,8 @@ class _Collector:
         self.done = False
         self.error: BaseException | None = None
 
-    def on_words(self, words: Sequence[WordEvent]) -> None:
-        self.words.extend(words)
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
+        self.words.extend(e for e in events if isinstance(e, WordEvent))
 
     def on_flushed(self) -> None:
         pass

@@ -39,6 +39,9 @@ class Settings:
     upload_wait_s: float = _opt(30.0, "how long an upload waits for a free slot before 503")
     fake_delay_frames: int = _opt(6, "fake engine: frames of delay between audio and words")
     fake_step_ms: float = _opt(0.0, "fake engine: simulated cost of one step, in ms")
+    fake_pause_frames: int = _opt(
+        0, "fake engine: predict end of turn after this many silent frames (0: never)"
+    )
     log_level: str = _opt("info", "logging level: debug, info, warning, error")
 
     def __post_init__(self) -> None:
@@ -56,6 +59,7 @@ class Settings:
         yield self.upload_wait_s >= 0, "upload_wait_s must be >= 0"
         yield self.fake_delay_frames >= 0, "fake_delay_frames must be >= 0"
         yield self.fake_step_ms >= 0, "fake_step_ms must be >= 0"
+        yield self.fake_pause_frames >= 0, "fake_pause_frames must be >= 0"
         levels = ("debug", "info", "warning", "error")
         yield self.log_level in levels, f"log_level must be one of {levels}, got {self.log_level!r}"
 

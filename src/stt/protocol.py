@@ -84,6 +84,8 @@ class Configure:
     """Optional first message: stream options."""
 
     language: str | None = None
+    pauses: bool = False
+    """Send Pause (end-of-turn) messages, where the engine predicts them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ class CloseStream:
 
 ClientMessage: TypeAlias = Configure | KeepAlive | Finalize | CloseStream
 
-_CONFIGURE_FIELDS = frozenset({"type", "language"})
+_CONFIGURE_FIELDS = frozenset({"type", "language", "pauses"})
 _SIMPLE: dict[str, ClientMessage] = {
     "KeepAlive": KeepAlive(),
     "Finalize": Finalize(),
@@ -133,7 +135,10 @@ def parse_client_text(text: str) -> ClientMessage:
         language = data.get("language")
         if language is not None and (not isinstance(language, str) or not 0 < len(language) <= 16):
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure.language must be a short string or null")
-        return Configure(language=language.lower() if isinstance(language, str) else None)
+        pauses = data.get("pauses", False)
+        if not isinstance(pauses, bool):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure.pauses must be true or false")
+        return Configure(language=language.lower() if isinstance(language, str) else None, pauses=pauses)
     shown = repr(kind)[:40]
     raise ProtocolError(
         ErrorCode.BAD_MESSAGE, f"unknown message type {shown}; expected one of {', '.join(CLIENT_TYPES)}"
@@ -158,6 +163,7 @@ class Ready:
     engine: str
     delay_s: float
     languages: tuple[str, ...] = ()
+    pauses: bool = False
 
     def to_json(self) -> str:
         return _dump(
@@ -170,6 +176,7 @@ class Ready:
                 "engine": self.engine,
                 "delay_s": _t(self.delay_s),
                 "languages": list(self.languages),
+                "pauses": self.pauses,
             }
         )
 
@@ -184,6 +191,17 @@ class Word:
         return _dump(
             {"type": "Word", "text": self.text, "start_s": _t(self.start_s), "end_s": _t(self.end_s)}
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """End-of-turn prediction: the speaker has probably finished (opt-in via Configure)."""
+
+    time_s: float
+    probability: float
+
+    def to_json(self) -> str:
+        return _dump({"type": "Pause", "time_s": _t(self.time_s), "probability": round(self.probability, 3)})
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,4 +253,4 @@ class Error:
         )
 
 
-ServerMessage: TypeAlias = Ready | Word | Flushed | Final | Error
+ServerMessage: TypeAlias = Ready | Word | Pause | Flushed | Final | Error

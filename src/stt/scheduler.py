@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from stt.audio import split_frames
 from stt.batching import Frames, StepPlanner, StreamListener
-from stt.engine.protocol import Engine, EngineInfo, StreamOptions, WordEvent
+from stt.engine.protocol import Engine, EngineEvent, EngineInfo, StreamOptions, WordEvent
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,8 @@ class _WordsFuture:
         self.future = future
         self.words: list[WordEvent] = []
 
-    def on_words(self, words: Sequence[WordEvent]) -> None:
-        self.words.extend(words)
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
+        self.words.extend(e for e in events if isinstance(e, WordEvent))
 
     def on_flushed(self) -> None:
         pass

@@ -22,7 +22,7 @@ from typing import Protocol, TypeAlias
 
 from stt.audio import FrameAssembler, pcm16_to_float32
 from stt.constants import END_OF_STREAM_BYTES, SAMPLE_RATE
-from stt.engine.protocol import StreamOptions, WordEvent
+from stt.engine.protocol import EngineEvent, StreamOptions, WordEvent
 from stt.protocol import (
     CloseCode,
     CloseStream,
@@ -33,6 +33,7 @@ from stt.protocol import (
     Finalize,
     Flushed,
     KeepAlive,
+    Pause,
     ProtocolError,
     Ready,
     ServerMessage,
@@ -112,6 +113,7 @@ class Session:
         self._handle: StreamHandle | None = None
         self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue()
         self._audio_started = False
+        self._pauses = False
         self._closing = False
         self._opened = time.monotonic()
 
@@ -129,7 +131,7 @@ class Session:
         if self._handle is None:
             raise RuntimeError("admit() the session before running it")
         info = self._scheduler.info
-        self._send(Ready(self.id, info.name, info.delay_s, info.languages))
+        self._send(Ready(self.id, info.name, info.delay_s, info.languages, info.pause_events))
         receiver = asyncio.create_task(self._receive_loop(conn), name=f"recv-{self.id[:8]}")
         sender = asyncio.create_task(self._send_loop(conn), name=f"send-{self.id[:8]}")
         try:
@@ -219,8 +221,11 @@ class Session:
                 ErrorCode.BAD_MESSAGE,
                 f"unsupported language {message.language!r}; this engine supports: {', '.join(languages)}",
             )
+        if message.pauses and not self._scheduler.info.pause_events:
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "this engine does not predict pauses")
         assert self._handle is not None
         self._handle.configure(StreamOptions(language=message.language))
+        self._pauses = message.pauses
 
     def _end_of_stream(self) -> None:
         if self.state is State.ENDING:
@@ -235,12 +240,15 @@ class Session:
 
     # -- server -> client (StreamListener) ------------------------------------------------
 
-    def on_words(self, words: Sequence[WordEvent]) -> None:
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
         if self._closing:
             return
-        self.words.extend(words)
-        for w in words:
-            self._send(Word(w.text, w.start_s, w.end_s))
+        for event in events:
+            if isinstance(event, WordEvent):
+                self.words.append(event)
+                self._send(Word(event.text, event.start_s, event.end_s))
+            elif self._pauses:
+                self._send(Pause(event.time_s, event.probability))
 
     def on_flushed(self) -> None:
         if not self._closing:

@@ -88,3 +88,27 @@ def test_transcribe_batch_uses_the_streaming_path() -> None:
     clips = [encode_text("alpha beta"), encode_text("gamma"), encode_text("delta epsilon zeta")]
     assert engine.transcribe_batch(clips) == ["alpha beta", "gamma", "delta epsilon zeta"]
     assert engine.steps > 0
+
+
+def test_predicts_a_pause_after_silence_following_a_word() -> None:
+    engine = FakeEngine(slots=1, delay_frames=2, pause_frames=3)
+    assert engine.info.pause_events
+    audio = np.concatenate([encode_text("turn", gap_frames=5), encode_text("next", gap_frames=1)])
+    frames, _ = split_frames(audio)
+    events = []
+    for i, frame in enumerate(frames):
+        events += engine.step(batch([0], frame[None], reset=i == 0, flush=i == len(frames) - 1)).events[0]
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["WordEvent", "PauseEvent", "WordEvent"]  # no pause after the short gap
+    pause = events[1]
+    assert pause.time_s == pytest.approx((4 + 3) * 0.08) and pause.probability == 1.0  # type: ignore[union-attr]
+
+
+def test_no_pauses_unless_asked() -> None:
+    engine = FakeEngine(slots=1, delay_frames=0)
+    assert not engine.info.pause_events
+    frames, _ = split_frames(encode_text("quiet", gap_frames=20))
+    events = [
+        e for i, f in enumerate(frames) for e in engine.step(batch([0], f[None], reset=i == 0)).events[0]
+    ]
+    assert [type(e).__name__ for e in events] == ["WordEvent"]

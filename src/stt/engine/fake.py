@@ -13,7 +13,15 @@ from dataclasses import dataclass, field
 
 from stt.constants import FRAME_SECONDS
 from stt.engine.base import BaseEngine
-from stt.engine.protocol import EngineEvent, EngineInfo, StepInput, StepOutput, StreamOptions, WordEvent
+from stt.engine.protocol import (
+    EngineEvent,
+    EngineInfo,
+    PauseEvent,
+    StepInput,
+    StepOutput,
+    StreamOptions,
+    WordEvent,
+)
 from stt.tones import ALPHABET, SILENCE, decode_frames
 
 
@@ -24,15 +32,18 @@ class _Slot:
     """Frames this stream has consumed."""
     word: str = ""
     word_start: int = 0
-    pending: deque[tuple[int, WordEvent]] = field(default_factory=deque)
-    """Finished words and the frame count at which the delay lets them out."""
+    silent_since_word: int | None = None
+    """Silent frames since the last word ended; None once a pause was reported or speech resumed."""
+    pending: deque[tuple[int, EngineEvent]] = field(default_factory=deque)
+    """Finished words and pauses, and the frame count at which the delay lets them out."""
 
 
 class FakeEngine(BaseEngine):
     """Tone-code recogniser with Kyutai-like batching semantics.
 
     `step_cost_s` is slept once per step and `row_cost_s` once per row, outside the GIL,
-    which is how a GPU step looks to the server.
+    which is how a GPU step looks to the server. With `pause_frames` > 0 it also predicts
+    the end of a turn after that many silent frames following a word.
     """
 
     def __init__(
@@ -42,6 +53,7 @@ class FakeEngine(BaseEngine):
         delay_frames: int = 6,
         step_cost_s: float = 0.0,
         row_cost_s: float = 0.0,
+        pause_frames: int = 0,
     ) -> None:
         self._info = EngineInfo(
             name="fake",
@@ -49,7 +61,9 @@ class FakeEngine(BaseEngine):
             delay_frames=delay_frames,
             flush_frames=delay_frames,
             languages=("en", "fr"),
+            pause_events=pause_frames > 0,
         )
+        self._pause_frames = pause_frames
         self._step_cost_s = step_cost_s
         self._row_cost_s = row_cost_s
         self._slots = [_Slot() for _ in range(slots)]
@@ -79,10 +93,12 @@ class FakeEngine(BaseEngine):
             symbol = int(symbols[row])
             if symbol == SILENCE:
                 self._end_word(state, delay)
+                self._count_silence(state, delay)
             else:
                 if not state.word:
                     state.word_start = state.frame
                 state.word += ALPHABET[symbol]
+                state.silent_since_word = None
             state.frame += 1
             flush = bool(batch.flush[row])
             if flush:
@@ -103,3 +119,14 @@ class FakeEngine(BaseEngine):
         word = WordEvent(state.word, state.word_start * FRAME_SECONDS, state.frame * FRAME_SECONDS)
         state.pending.append((state.frame + 1 + delay, word))
         state.word = ""
+        state.silent_since_word = 0
+
+    def _count_silence(self, state: _Slot, delay: int) -> None:
+        """One more silent frame; report a pause once enough follow a word."""
+        if self._pause_frames <= 0 or state.silent_since_word is None:
+            return
+        state.silent_since_word += 1
+        if state.silent_since_word >= self._pause_frames:
+            pause = PauseEvent((state.frame + 1) * FRAME_SECONDS, 1.0)
+            state.pending.append((state.frame + 1 + delay, pause))
+            state.silent_since_word = None

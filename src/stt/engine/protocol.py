@@ -41,6 +41,8 @@ class EngineInfo:
     """Frames of silence to feed after a stream's last audio so every word comes out."""
     languages: tuple[str, ...] = ()
     """Language hints the engine understands; empty means it ignores hints."""
+    pause_events: bool = False
+    """Whether the engine emits PauseEvent (end-of-turn prediction)."""
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -62,8 +64,21 @@ class WordEvent:
     end_s: float
 
 
-EngineEvent = WordEvent
-"""Everything an engine can report for a stream; a union as engines grow new events."""
+@dataclass(frozen=True, slots=True)
+class PauseEvent:
+    """The speaker has probably finished a turn (end-of-turn prediction, a "semantic VAD").
+
+    Voice agents use it to answer without waiting for a fixed silence timeout.
+    """
+
+    time_s: float
+    """Stream time at which the pause was predicted."""
+    probability: float
+    """The engine's confidence in [0, 1]."""
+
+
+EngineEvent = WordEvent | PauseEvent
+"""Everything an engine can report for a stream."""
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ def _build_fake(settings: Settings) -> Engine:
         slots=settings.slots or 64,
         delay_frames=settings.fake_delay_frames,
         step_cost_s=settings.fake_step_ms / 1000,
+        pause_frames=settings.fake_pause_frames,
     )
 
 
