@@ -26,6 +26,8 @@ def test_environment_then_overrides() -> None:
         ({"STT_SLOTS": "0"}, "slots must be >= 1"),
         ({"STT_LOG_LEVEL": "loud"}, "log_level must be one of"),
         ({"STT_IDLE_TIMEOUT_S": "0"}, "idle_timeout_s must be > 0"),
+        ({"STT_DTYPE": "int4"}, "dtype must be one of"),
+        ({"STT_DEVICE": "tpu"}, "device must be auto, cpu, cuda"),
     ],
 )
 def test_invalid_values_fail_with_a_clear_message(env: dict[str, str], fragment: str) -> None:

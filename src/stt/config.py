@@ -27,6 +27,13 @@ class Settings:
     """Server settings. Construct with `Settings.from_env()`; every value is validated."""
 
     engine: str = _opt("fake", "engine to serve (see `stt engines`)")
+    model: str | None = _opt(
+        None, "model to load: a local directory, a mounted volume path or a hub id; default: the engine's own"
+    )
+    device: str = _opt("auto", "torch device for model engines: auto, cpu, cuda, cuda:N")
+    dtype: str = _opt(
+        "auto", "model dtype: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32"
+    )
     host: str = _opt("127.0.0.1", "interface to listen on")
     port: int = _opt(8000, "TCP port to listen on")
     slots: int | None = _opt(None, "concurrent streams (engine batch size); default: the engine's own")
@@ -51,6 +58,12 @@ class Settings:
 
     def _checks(self) -> Iterator[tuple[bool, str]]:
         yield 0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}"
+        dtypes = ("auto", "bfloat16", "float16", "float32")
+        yield self.dtype in dtypes, f"dtype must be one of {dtypes}, got {self.dtype!r}"
+        yield (
+            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
+            (f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"),
+        )
         yield self.slots is None or self.slots >= 1, f"slots must be >= 1, got {self.slots}"
         yield self.batch_wait_ms >= 0, "batch_wait_ms must be >= 0"
         yield self.idle_timeout_s > 0, "idle_timeout_s must be > 0"
