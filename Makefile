@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CHECKED := src tests
+CHECKED := src tests benchmarks
 
 .PHONY: setup serve test lint typecheck unit clean
 

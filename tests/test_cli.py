@@ -2,55 +2,30 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from stt.cli import main
+from tests.conftest import clean_env, free_port, serve_process
 
 STT = [sys.executable, "-m", "stt.cli"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
-    """`stt serve` in its own process on a free port; yields the WebSocket URL."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
-    proc = subprocess.Popen(
-        [*STT, "serve", "--port", str(port), "--log-level", "warning", "--slots", "4"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "stt serve did not start"
-            time.sleep(0.1)
-    yield f"ws://127.0.0.1:{port}/v1/stream"
-    proc.terminate()
-    proc.wait(timeout=30)
+    """`stt serve` in its own process; yields the WebSocket URL."""
+    with serve_process("--slots", "4") as (_, port):
+        yield f"ws://127.0.0.1:{port}/v1/stream"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
-    return subprocess.run([*STT, *args], check=False, capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run(
+        [*STT, *args], check=False, capture_output=True, text=True, timeout=120, env=clean_env()
+    )
 
 
 @pytest.fixture

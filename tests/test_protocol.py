@@ -105,6 +105,7 @@ def test_server_message_shapes() -> None:
         "delay_s": 0.48,
         "languages": ["en", "fr"],
         "pauses": False,
+        "limits": {},
     }
     assert json.loads(Pause(1.23456, 0.87654).to_json()) == {
         "type": "Pause",

@@ -68,6 +68,13 @@ def client() -> Any:
         yield c
 
 
+@pytest.fixture
+def any_chunks() -> Any:
+    """A server that accepts chunks of any even size at any message rate."""
+    with app_client(FakeEngine(slots=4, delay_frames=3), min_chunk_ms=0, max_messages_per_s=0) as c:
+        yield c
+
+
 def test_ready_message(client: TestClient) -> None:
     with client.websocket_connect("/v1/stream") as ws:
         ready = ws.receive_json()
@@ -100,16 +107,16 @@ def test_concatenating_every_text_field_gives_the_transcript_once(client: TestCl
 
 
 @pytest.mark.parametrize("chunk", [62, 1000, 3838, CHUNK_BYTES, 200_000])
-def test_any_even_chunk_size_gives_the_same_words(client: TestClient, chunk: int) -> None:
-    messages, code = stream(client, pcm("chunking is invisible"), chunk=chunk)
+def test_any_even_chunk_size_gives_the_same_words(any_chunks: TestClient, chunk: int) -> None:
+    messages, code = stream(any_chunks, pcm("chunking is invisible"), chunk=chunk)
     assert code == 1000
     assert messages[-1]["transcript"] == "chunking is invisible"
 
 
-def test_random_chunking_including_single_samples(client: TestClient) -> None:
+def test_random_chunking_including_single_samples(any_chunks: TestClient) -> None:
     data = pcm("ragged chunks")
     rng = np.random.default_rng(7)
-    with client.websocket_connect("/v1/stream") as ws:
+    with any_chunks.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
         offset = 0
         while offset < len(data):

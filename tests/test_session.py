@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from stt.audio import float32_to_pcm16
 from stt.engine.fake import FakeEngine
 from stt.scheduler import Scheduler
@@ -87,3 +90,54 @@ def test_disconnect_mid_stream_releases_the_slot() -> None:
 
     session, conn = asyncio.run(main())
     assert session.close_reason == "client_disconnected" and conn.closed is None
+
+
+_MESSAGES = st.one_of(
+    st.binary(max_size=5000).map(Binary),
+    st.sampled_from([b"EOS", b"", b"\x00", b"\x00\x00" * 480]).map(Binary),
+    st.text(max_size=60).map(Text),
+    st.sampled_from(
+        [
+            '{"type": "KeepAlive"}',
+            '{"type": "Finalize"}',
+            '{"type": "CloseStream"}',
+            '{"type": "Configure", "language": "fr"}',
+            '{"type": "Configure", "language": "xx"}',
+            '{"type": "Configure", "pauses": true}',
+            '{"type": 3}',
+            "[]",
+        ]
+    ).map(Text),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_MESSAGES, max_size=12), st.booleans())
+def test_any_message_sequence_ends_cleanly(script: list[Incoming], end: bool) -> None:
+    """Whatever a client sends, the session ends with one Final or one Error whose close code
+    matches, never raises, and gives its slot back."""
+    if end:
+        script = [*script, Text('{"type": "CloseStream"}')]
+
+    async def main() -> tuple[FakeConnection, int]:
+        scheduler = Scheduler(FakeEngine(slots=1, delay_frames=1))
+        await scheduler.start(warmup=False)
+        session = Session(scheduler, SessionLimits(idle_timeout_s=0.2, min_chunk_ms=20, max_chunk_ms=100))
+        assert session.admit()
+        conn = FakeConnection(script)
+        await asyncio.wait_for(session.run(conn), 10)
+        used = scheduler.used_slots
+        await scheduler.stop()
+        return conn, used
+
+    conn, used = asyncio.run(main())
+    assert used == 0
+    kinds = [m["type"] for m in conn.sent]
+    assert kinds[0] == "Ready"
+    assert kinds.count("Final") + kinds.count("Error") == 1
+    assert conn.closed is not None
+    last = conn.sent[-1]
+    if last["type"] == "Final":
+        assert conn.closed[0] == 1000
+    else:
+        assert last["type"] == "Error" and conn.closed[0] == last["close_code"]

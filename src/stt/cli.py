@@ -68,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     engines = sub.add_parser("engines", help="list engines and whether each can load here")
     _add_settings_flags(engines, Settings)
 
+    keys = sub.add_parser("keys", help="make API keys and the hashed lines of an API keys file")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    new = keys_sub.add_parser("new", help="print a new random key and its hashed line")
+    new.add_argument("--label", default=None, help="label for the key (shown in logs and metrics)")
+    hashed = keys_sub.add_parser("hash", help="print the hashed line of an existing key")
+    hashed.add_argument("key")
+    hashed.add_argument("--label", default=None, help="label for the key")
+
     tones = sub.add_parser("tones", help="write a tone-coded WAV that the fake engine transcribes")
     tones.add_argument("text", help="words to encode (letters, digits and apostrophes)")
     tones.add_argument("-o", "--output", type=Path, required=True, help="output WAV path")
@@ -85,39 +93,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _engines(args)
         if args.command == "tones":
             return _tones(args)
+        if args.command == "keys":
+            return _keys(args)
     except ValueError as exc:  # invalid settings or input: one clear line, no traceback
         print(f"stt: error: {exc}", file=sys.stderr)
         return 2
     raise AssertionError(args.command)
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from stt.engine.registry import EngineUnavailableError, build_engine
-    from stt.server import create_app
+    from stt.logs import configure_logging
+    from stt.server import run_server
 
     settings = Settings.from_env(**_settings_overrides(args, Settings))
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     try:
         engine = build_engine(settings)  # fail fast, before binding the port
     except EngineUnavailableError as exc:
         print(f"stt: error: {exc}", file=sys.stderr)
         return 3
-    app = create_app(settings, engine=engine)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Above our own limit so that oversize messages reach the session and get an Error.
-        ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
-        timeout_graceful_shutdown=30,
-    )
+    run_server(settings, engine)
     return 0
 
 
@@ -129,6 +125,18 @@ def _engines(args: argparse.Namespace) -> int:
         mark = "yes" if availability.ok else "no "
         default = " (configured)" if spec.name == settings.engine else ""
         print(f"{spec.name:<8} {mark} {spec.summary}{default}\n         {availability.detail}")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from stt.auth import hashed_line, new_key
+
+    if args.keys_command == "new":
+        key = new_key()
+        print(f"key:         {key}")
+        print(f"hashed line: {hashed_line(key, args.label)}")
+    else:
+        print(hashed_line(args.key, args.label))
     return 0
 
 
@@ -184,6 +192,8 @@ class _LiveLine:
 
 
 def _transcribe(args: argparse.Namespace) -> int:
+    from websockets.exceptions import InvalidStatus
+
     from stt.audio import read_audio
     from stt.client import Received, stream_audio
 
@@ -209,10 +219,16 @@ def _transcribe(args: argparse.Namespace) -> int:
                 realtime=args.realtime,
                 language=args.language,
                 end_marker="EOS" if args.eos else "CloseStream",
+                headers={"Authorization": f"Bearer {client.api_key}"} if client.api_key else None,
                 on_message=on_message,
                 on_sent=line.progress,
             )
         )
+    except InvalidStatus as exc:
+        status = exc.response.status_code
+        hint = " (set --api-key or STT_API_KEY)" if status == 401 else ""
+        print(f"stt: error: the server refused the stream with HTTP {status}{hint}", file=sys.stderr)
+        return 3
     except OSError as exc:
         print(
             f"stt: error: cannot connect to {client.url} ({exc}); start a server with `make serve` "

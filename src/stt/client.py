@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from stt.audio import float32_to_pcm16
@@ -97,52 +97,97 @@ async def stream_audio(
 ) -> StreamResult:
     """Stream `samples` to `url` and collect the server's messages until it closes.
 
-    `on_message` sees each message as it arrives; `on_sent` gets the audio time sent so far.
+    Without `realtime`, audio goes out as fast as the server allows: at most half of the
+    backlog limit the server advertises in Ready ahead of real time, so a fast client never
+    trips it. `on_message` sees each message as it arrives; `on_sent` gets the audio time
+    sent so far.
     """
     result = StreamResult()
-    pcm = float32_to_pcm16(samples)
-    chunk_bytes = chunk_samples * 2
     async with connect(
         url, additional_headers=headers, open_timeout=open_timeout_s, max_size=None, ping_interval=None
     ) as ws:
-        start = time.perf_counter()
+        t0 = time.perf_counter()  # reset when Ready arrives: times count from the first audio
 
-        def record(raw: str | bytes) -> None:
-            message = json.loads(raw)
-            received = Received(message, time.perf_counter() - start)
+        def record(raw: str | bytes) -> dict[str, Any]:
+            message: dict[str, Any] = json.loads(raw)
+            received = Received(message, time.perf_counter() - t0)
             result.messages.append(received)
             if on_message is not None:
                 on_message(received)
+            return message
 
-        async def send() -> None:
-            nonlocal start
-            if language is not None:
-                await ws.send(json.dumps({"type": "Configure", "language": language}))
-            start = time.perf_counter()
-            for offset in range(0, len(pcm), chunk_bytes):
-                chunk = pcm[offset : offset + chunk_bytes]
-                end_s = (offset + len(chunk)) / 2 / SAMPLE_RATE
-                if realtime:
-                    await asyncio.sleep(max(0.0, start + end_s - time.perf_counter()))
-                await ws.send(chunk)
-                result.sent.append((end_s, time.perf_counter() - start))
-                if on_sent is not None:
-                    on_sent(end_s)
-            if end_marker == "EOS":
-                await ws.send(END_OF_STREAM_BYTES)
-            else:
-                await ws.send(json.dumps({"type": "CloseStream"}))
-
-        sender = asyncio.create_task(send())
         try:
             async with asyncio.timeout(final_timeout_s + len(samples) / SAMPLE_RATE):
-                async for raw in ws:
-                    record(raw)
+                first = await ws.recv()
+                t0 = time.perf_counter()
+                sender = None
+                ready = record(first)
+                if ready.get("type") == "Ready":
+                    limits = ready.get("limits") or {}
+                    pacing = _Pacing(
+                        t0=t0,
+                        lead_s=0.0 if realtime else _send_ahead_s(limits),
+                        chunk_samples=min(chunk_samples, _max_chunk_samples(limits)),
+                    )
+                    sender = asyncio.create_task(
+                        _send_audio(ws, samples, pacing, language, end_marker, result, on_sent)
+                    )
+                try:
+                    async for raw in ws:
+                        record(raw)
+                finally:
+                    if sender is not None:
+                        sender.cancel()
+                        await asyncio.gather(sender, return_exceptions=True)
         except ConnectionClosed:
             pass
-        finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
         result.close_code = ws.close_code
         result.close_reason = ws.close_reason or ""
     return result
+
+
+@dataclass(frozen=True)
+class _Pacing:
+    t0: float
+    """perf_counter() at which the first audio goes out."""
+    lead_s: float | None
+    """Never send audio more than this ahead of real time; None: no pacing at all."""
+    chunk_samples: int
+
+
+def _send_ahead_s(limits: Mapping[str, Any]) -> float | None:
+    backlog = limits.get("max_backlog_s")
+    return float(backlog) / 2 if isinstance(backlog, int | float) and backlog > 0 else None
+
+
+def _max_chunk_samples(limits: Mapping[str, Any]) -> int:
+    max_ms = limits.get("max_chunk_ms")
+    return int(max_ms * SAMPLE_RATE / 1000) if isinstance(max_ms, int | float) and max_ms > 0 else 1 << 62
+
+
+async def _send_audio(
+    ws: ClientConnection,
+    samples: npt.NDArray[np.float32],
+    pacing: _Pacing,
+    language: str | None,
+    end_marker: EndMarker,
+    result: StreamResult,
+    on_sent: Callable[[float], None] | None,
+) -> None:
+    if language is not None:
+        await ws.send(json.dumps({"type": "Configure", "language": language}))
+    pcm = float32_to_pcm16(samples)
+    chunk_bytes = pacing.chunk_samples * 2
+    for offset in range(0, len(pcm), chunk_bytes):
+        chunk = pcm[offset : offset + chunk_bytes]
+        end_s = (offset + len(chunk)) / 2 / SAMPLE_RATE
+        if pacing.lead_s is not None:
+            await asyncio.sleep(max(0.0, pacing.t0 + end_s - pacing.lead_s - time.perf_counter()))
+        await ws.send(chunk)
+        result.sent.append((end_s, time.perf_counter() - pacing.t0))
+        if on_sent is not None:
+            on_sent(end_s)
+    if end_marker == "EOS":
+        await ws.send(END_OF_STREAM_BYTES)
+    else:
+        await ws.send(json.dumps({"type": "CloseStream"}))

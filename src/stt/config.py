@@ -44,12 +44,36 @@ class Settings:
     max_message_bytes: int = _opt(1 << 20, "largest WebSocket message accepted")
     max_upload_bytes: int = _opt(200 << 20, "largest file accepted by POST /v1/audio/transcriptions")
     upload_wait_s: float = _opt(30.0, "how long an upload waits for a free slot before 503")
+    min_chunk_ms: float = _opt(
+        20.0, "smallest audio chunk accepted (only the last one before Finalize/end may be smaller)"
+    )
+    max_chunk_ms: float = _opt(2000.0, "largest audio chunk accepted")
+    max_backlog_s: float = _opt(
+        10.0, "close a stream whose audio waiting for the model exceeds this (client faster than real time)"
+    )
+    max_messages_per_s: float = _opt(200.0, "per-stream message rate limit, burst of 2 s (0: off)")
+    max_session_s: float = _opt(3600.0, "longest stream; ended with a Final after a warning (0: no limit)")
+    session_warning_s: float = _opt(60.0, "how long before max_session_s the Warning message is sent")
+    max_outbox_messages: int = _opt(
+        10_000, "close a stream whose client has not read this many server messages (slow consumer)"
+    )
+    send_timeout_s: float = _opt(30.0, "close a stream whose client accepts no data for this long")
+    api_keys: str | None = _opt(None, "comma-separated API keys; auth is off when no keys are configured")
+    api_keys_file: str | None = _opt(
+        None, "file of hashed API keys, one `[label] sha256:<hex>` per line (see `stt keys`)"
+    )
+    connect_rate_per_s: float = _opt(
+        10.0, "new streams per second allowed per API key (per client address without auth; 0: off)"
+    )
+    connect_burst: int = _opt(100, "burst of new streams allowed above connect_rate_per_s")
+    drain_grace_s: float = _opt(30.0, "on SIGTERM, how long open streams may run before being flushed")
     fake_delay_frames: int = _opt(6, "fake engine: frames of delay between audio and words")
     fake_step_ms: float = _opt(0.0, "fake engine: simulated cost of one step, in ms")
     fake_pause_frames: int = _opt(
         0, "fake engine: predict end of turn after this many silent frames (0: never)"
     )
     log_level: str = _opt("info", "logging level: debug, info, warning, error")
+    log_format: str = _opt("text", "log line format: text (key=value) or json")
 
     def __post_init__(self) -> None:
         problems = [msg for ok, msg in self._checks() if not ok]
@@ -70,6 +94,14 @@ class Settings:
         yield self.max_message_bytes >= 1024, "max_message_bytes must be >= 1024"
         yield self.max_upload_bytes >= 1024, "max_upload_bytes must be >= 1024"
         yield self.upload_wait_s >= 0, "upload_wait_s must be >= 0"
+        yield 0 <= self.min_chunk_ms <= self.max_chunk_ms, "min_chunk_ms must be in 0..max_chunk_ms"
+        yield self.max_backlog_s > 0, "max_backlog_s must be > 0"
+        yield self.max_messages_per_s >= 0, "max_messages_per_s must be >= 0"
+        yield self.max_session_s >= 0 and self.session_warning_s >= 0, "session limits must be >= 0"
+        yield self.max_outbox_messages >= 1 and self.send_timeout_s > 0, "outbox limits must be positive"
+        yield self.connect_rate_per_s >= 0 and self.connect_burst >= 1, "connect rate limits must be positive"
+        yield self.drain_grace_s >= 0, "drain_grace_s must be >= 0"
+        yield self.log_format in ("text", "json"), f"log_format must be text or json, got {self.log_format!r}"
         yield self.fake_delay_frames >= 0, "fake_delay_frames must be >= 0"
         yield self.fake_step_ms >= 0, "fake_step_ms must be >= 0"
         yield self.fake_pause_frames >= 0, "fake_pause_frames must be >= 0"
@@ -87,6 +119,7 @@ class ClientSettings:
     """Settings of the command-line client (`stt transcribe`)."""
 
     url: str = _opt("ws://127.0.0.1:8000/v1/stream", "server WebSocket URL")
+    api_key: str | None = _opt(None, "API key to send (as `Authorization: Bearer`)")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:

@@ -29,6 +29,7 @@ class CloseCode(enum.IntEnum):
     IDLE_TIMEOUT = 4408
     TOO_LARGE = 4413
     RATE_LIMITED = 4429
+    """Too many connections or messages, or audio far ahead of the model."""
     INTERNAL_ERROR = 4500
     OVER_CAPACITY = 4503
     """Every slot is busy; retry later or elsewhere."""
@@ -45,6 +46,7 @@ class ErrorCode(enum.StrEnum):
     IDLE_TIMEOUT = "idle_timeout"
     TOO_LARGE = "too_large"
     RATE_LIMITED = "rate_limited"
+    TOO_FAST = "too_fast"
     INTERNAL_ERROR = "internal_error"
     OVER_CAPACITY = "over_capacity"
     DRAINING = "draining"
@@ -61,6 +63,7 @@ _CLOSE_CODES: dict[ErrorCode, CloseCode] = {
     ErrorCode.IDLE_TIMEOUT: CloseCode.IDLE_TIMEOUT,
     ErrorCode.TOO_LARGE: CloseCode.TOO_LARGE,
     ErrorCode.RATE_LIMITED: CloseCode.RATE_LIMITED,
+    ErrorCode.TOO_FAST: CloseCode.RATE_LIMITED,
     ErrorCode.INTERNAL_ERROR: CloseCode.INTERNAL_ERROR,
     ErrorCode.OVER_CAPACITY: CloseCode.OVER_CAPACITY,
     ErrorCode.DRAINING: CloseCode.DRAINING,
@@ -158,12 +161,35 @@ def _dump(obj: dict[str, Any]) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """What a client may send, advertised in Ready so clients can adapt instead of guessing."""
+
+    max_message_bytes: int
+    min_chunk_ms: float
+    max_chunk_ms: float
+    max_backlog_s: float
+    idle_timeout_s: float
+    max_session_s: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "max_message_bytes": self.max_message_bytes,
+            "min_chunk_ms": self.min_chunk_ms,
+            "max_chunk_ms": self.max_chunk_ms,
+            "max_backlog_s": self.max_backlog_s,
+            "idle_timeout_s": self.idle_timeout_s,
+            "max_session_s": self.max_session_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Ready:
     session_id: str
     engine: str
     delay_s: float
     languages: tuple[str, ...] = ()
     pauses: bool = False
+    limits: Limits | None = None
 
     def to_json(self) -> str:
         return _dump(
@@ -177,6 +203,7 @@ class Ready:
                 "delay_s": _t(self.delay_s),
                 "languages": list(self.languages),
                 "pauses": self.pauses,
+                "limits": self.limits.to_dict() if self.limits else {},
             }
         )
 
@@ -212,10 +239,22 @@ class Flushed:
         return _dump({"type": "Flushed", "audio_s": _t(self.audio_s)})
 
 
+class FinalStatus(enum.StrEnum):
+    """Why the stream ended; every status comes with the complete transcript of what was sent."""
+
+    COMPLETE = "complete"
+    """The client ended the stream."""
+    MAX_DURATION = "max_duration"
+    """The server ended it at the session length limit (a Warning came first)."""
+    DRAINING = "draining"
+    """The server is shutting down and ended it after the drain grace period."""
+
+
 @dataclass(frozen=True, slots=True)
 class Final:
     words: Sequence[WordEvent]
     audio_s: float
+    status: FinalStatus = FinalStatus.COMPLETE
 
     @property
     def transcript(self) -> str:
@@ -229,10 +268,29 @@ class Final:
             {
                 "type": "Final",
                 "final": True,
-                "status": "complete",
+                "status": self.status.value,
                 "transcript": self.transcript,
                 "words": words,
                 "audio_s": _t(self.audio_s),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWarning:
+    """Advance notice that the server will end the stream (session limit, shutdown)."""
+
+    code: str
+    message: str
+    remaining_s: float
+
+    def to_json(self) -> str:
+        return _dump(
+            {
+                "type": "Warning",
+                "code": self.code,
+                "message": self.message,
+                "remaining_s": _t(self.remaining_s),
             }
         )
 
@@ -253,4 +311,4 @@ class Error:
         )
 
 
-ServerMessage: TypeAlias = Ready | Word | Pause | Flushed | Final | Error
+ServerMessage: TypeAlias = Ready | Word | Pause | Flushed | Final | StreamWarning | Error
