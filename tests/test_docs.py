@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from stt.config import ClientSettings, Settings, options
+from stt.config import ClientSettings, ModalSettings, Settings, options
 from stt.protocol import CloseCode, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,14 @@ def test_readme_documents_every_setting() -> None:
     for option in options(Settings) + options(ClientSettings):
         assert f"`{option.env}`" in readme, option.env
         assert f"`--{option.name.replace('_', '-')}`" in readme, option.name
+
+
+def test_modal_doc_documents_every_modal_setting() -> None:
+    readme = (ROOT / "README.md").read_text()
+    doc = (ROOT / "docs" / "deploy-modal.md").read_text()
+    assert "docs/deploy-modal.md" in readme
+    for option in options(ModalSettings):
+        assert f"`{option.env}`" in doc, option.env
 
 
 def test_protocol_doc_lists_every_close_and_error_code() -> None:
