@@ -25,12 +25,11 @@ def test_readme_documents_every_setting() -> None:
         assert f"`--{option.name.replace('_', '-')}`" in readme, option.name
 
 
-def test_modal_doc_documents_every_modal_setting() -> None:
+def test_readme_documents_every_modal_setting_and_points_to_the_guide() -> None:
     readme = (ROOT / "README.md").read_text()
-    doc = (ROOT / "docs" / "deploy-modal.md").read_text()
-    assert "docs/deploy-modal.md" in readme
+    assert "(docs/deploy-modal.md)" in readme and (ROOT / "docs" / "deploy-modal.md").is_file()
     for option in options(ModalSettings):
-        assert f"`{option.env}`" in doc, option.env
+        assert f"| `{option.env}` |" in readme, option.env
 
 
 def test_protocol_doc_lists_every_close_and_error_code() -> None:
