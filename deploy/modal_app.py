@@ -196,7 +196,12 @@ test_image = (
     .add_local_dir(ROOT / "tests", f"{REMOTE_PROJECT}/tests")
     .add_local_file(PYPROJECT, f"{REMOTE_PROJECT}/pyproject.toml")
 )
-TEST_ENV = {**SPEC.to_env(), "STT_TEST_MODEL_DIR": SPEC.model_dir, "HF_HUB_OFFLINE": "1"}
+TEST_ENV = {
+    **SPEC.to_env(),
+    "STT_TEST_MODEL_DIR": SPEC.model_dir,
+    "HF_HUB_OFFLINE": "1",
+    "PYTHONPATH": "/root",  # where the mounted package is, for the tests' `python -m stt.cli`
+}
 """GPU integration tests read the checkpoint's directory from STT_TEST_MODEL_DIR and skip without it."""
 
 

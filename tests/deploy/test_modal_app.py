@@ -11,6 +11,7 @@ import importlib.util
 import inspect
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,8 @@ from stt.tones import encode_text
 modal = pytest.importorskip("modal", reason="the deploy extra (modal) is not installed")
 from modal._partial_function import _PartialFunctionFlags  # noqa: E402
 from modal._utils.async_utils import synchronizer  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not modal.is_local(), reason="deploy/ is not shipped into Modal containers")
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "deploy" / "modal_app.py"
@@ -69,11 +72,24 @@ def hooks(cls: Any) -> dict[str, Any]:
     return {name: synchronizer._translate_in(p) for name, p in cls._get_partial_functions().items()}
 
 
-def test_imports_without_credentials_and_without_heavy_modules(load_app: Loader) -> None:
+def test_imports_without_credentials_and_without_heavy_modules(load_app: Loader, tmp_path: Path) -> None:
     app = load_app()
     assert ModalSettings(extras=EXTRAS) == app.SPEC
-    assert "torch" not in sys.modules
     assert app.app.name == "stt-server"
+    # A fresh interpreter, as `modal deploy` runs it: no engine, torch or web framework loaded.
+    probe = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('modal_app', {str(MODULE)!r}); "
+        "m = importlib.util.module_from_spec(spec); sys.modules['modal_app'] = m; "
+        "spec.loader.exec_module(m); "
+        "print(sorted(n for n in ('torch', 'moshi', 'fastapi', 'stt.server', 'stt.engine.registry') "
+        "if n in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "MODAL_"))}
+    env.update(STT_MODAL_EXTRAS=EXTRAS, HOME=str(tmp_path), MODAL_CONFIG_PATH=str(tmp_path / "none.toml"))
+    done = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 def test_the_class_carries_the_configured_gpu_scaling_and_snapshot_settings(load_app: Loader) -> None:
