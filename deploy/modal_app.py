@@ -154,8 +154,10 @@ class Server:
         """Load and warm the engine: the weights and GPU state go into the snapshot, so a cold
         start restores them instead of loading again."""
         from stt.engine.registry import build_engine
+        from stt.logs import configure_logging
 
         settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.log_format)
         if settings.engine not in WEIGHTLESS_ENGINES:
             require_weights(Path(SPEC.model_dir), SPEC)
         self.engine = build_engine(settings)
@@ -166,9 +168,11 @@ class Server:
         """After every start or restore: the API keys (a rotated Secret takes effect without
         a new snapshot, and keys never sit in one) and the app, whose lifespan starts the
         scheduler's thread and event-loop tasks, which a snapshot cannot carry."""
+        from stt.logs import configure_logging
         from stt.server import create_app
 
         settings = Settings.from_env()
+        configure_logging(settings.log_level, settings.log_format)  # stderr as restored
         require_auth(settings, SPEC)
         self.web_app = create_app(settings, engine=self.engine)
 

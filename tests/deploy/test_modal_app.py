@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -215,6 +216,9 @@ def test_missing_weights_fail_with_the_download_command(load_app: Loader, tmp_pa
 
 def run_container(app: ModuleType, monkeypatch: pytest.MonkeyPatch, **secret: str) -> Any:
     """What a container does: its environment, then load (snap=True), start (snap=False), web."""
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))  # the hooks configure logging
+    monkeypatch.setattr(root, "level", root.level)
     for name, value in {**app.ENV, **secret}.items():
         monkeypatch.setenv(name, value)
     found = hooks(app.Server)
