@@ -200,6 +200,36 @@ def test_image_packages_come_from_the_project_definition(load_app: Loader, tmp_p
     assert app.REQUIREMENTS.no_deps == ("moshi==0.2.13",)
 
 
+def image_layers(image: Any) -> list[list[str]]:
+    """The Dockerfile commands of an image and its bases, oldest first."""
+    layers = []
+    current = synchronizer._translate_in(image)
+    while current is not None:
+        closure = inspect.getclosurevars(current._load).nonlocals
+        if "mount" in closure:  # an add_local_* layer: files mounted at start, no commands
+            current = closure["base_image"]
+            continue
+        if closure["dockerfile_function"] is not None:
+            layers.append(closure["dockerfile_function"]("2025.06").commands)
+        current = (closure["base_images"] or {}).get("base")
+    return layers[::-1]
+
+
+def test_the_image_installs_the_pinned_project_then_moshi_without_its_dependencies(load_app: Loader) -> None:
+    app = load_app(STT_MODAL_PYTHON="3.12")
+    layers = image_layers(app.base_image)
+    assert layers[0][0].startswith("FROM python:3.12")
+    assert layers[1] == [
+        "FROM base",
+        "RUN python -m pip install " + " ".join(sorted(app.REQUIREMENTS.packages)),
+    ]
+    assert layers[2] == ["FROM base", "RUN python -m pip install moshi==0.2.13 --no-deps"]
+    served = recorded(app.Server)["spec"].image
+    assert served is synchronizer._translate_in(app.image)
+    assert image_layers(app.image) == layers
+    assert synchronizer._translate_in(app.image)._added_python_source_set == frozenset({"stt"})
+
+
 def test_default_image_installs_the_kyutai_extra() -> None:
     assert ModalSettings().extra_names == ("kyutai",)
 
