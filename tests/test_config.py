@@ -48,3 +48,15 @@ def test_every_field_has_help_and_an_env_name() -> None:
 
 def test_client_settings() -> None:
     assert ClientSettings.from_env({"STT_URL": "ws://h:1/v1/stream"}).url == "ws://h:1/v1/stream"
+
+
+def test_modal_settings_read_their_own_prefix_and_round_trip() -> None:
+    from stt.config import ModalSettings
+
+    spec = ModalSettings.from_env({"STT_MODAL_GPU": "A100-80GB", "STT_MODAL_SLOTS": "32", "STT_SLOTS": "8"})
+    assert (spec.gpu, spec.slots, spec.concurrent_max, spec.target_inputs) == ("A100-80GB", 32, 32, 10)
+    assert spec.model_dir == "/models/kyutai/stt-1b-en_fr"
+    assert ModalSettings.from_env(spec.to_env()) == spec
+    assert [o.env for o in options(ModalSettings)][:2] == ["STT_MODAL_APP", "STT_MODAL_GPU"]
+    with pytest.raises(ValueError, match="invalid Modal settings: STT_MODAL_TARGET_INPUTS"):
+        ModalSettings(slots=8, target_inputs=9)

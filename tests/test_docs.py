@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from stt.config import ClientSettings, Settings, options
+from stt.config import ClientSettings, ModalSettings, Settings, options
 from stt.protocol import CloseCode, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +23,13 @@ def test_readme_documents_every_setting() -> None:
     for option in options(Settings) + options(ClientSettings):
         assert f"`{option.env}`" in readme, option.env
         assert f"`--{option.name.replace('_', '-')}`" in readme, option.name
+
+
+def test_readme_documents_every_modal_setting_and_points_to_the_guide() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "(docs/deploy-modal.md)" in readme and (ROOT / "docs" / "deploy-modal.md").is_file()
+    for option in options(ModalSettings):
+        assert f"| `{option.env}` |" in readme, option.env
 
 
 def test_protocol_doc_lists_every_close_and_error_code() -> None:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 ENV_PREFIX = "STT_"
 
@@ -126,6 +127,121 @@ class ClientSettings:
         return _load(cls, os.environ if environ is None else environ, overrides)
 
 
+MODAL_GPUS = (
+    "T4",
+    "L4",
+    "A10",
+    "A10G",
+    "L40S",
+    "A100",
+    "A100-40GB",
+    "A100-80GB",
+    "RTX-PRO-6000",
+    "H100",
+    "H100!",
+    "H200",
+    "B200",
+    "B200+",
+)
+"""GPU types Modal accepts (https://modal.com/docs/guide/gpu), one per container: the engine
+batches every stream on one device, so more GPUs per container would sit idle."""
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True)
+class ModalSettings:
+    """The Modal deployment (deploy/modal_app.py): what each GPU container is and how Modal
+    scales them. Read from `STT_MODAL_*` variables when `modal deploy` imports the app, and
+    validated then, so a bad value fails before anything is built or billed."""
+
+    env_prefix: ClassVar[str] = "STT_MODAL_"
+
+    app: str = _opt("stt-server", "Modal app name (the URL is derived from it)")
+    gpu: str = _opt("L40S", "GPU type of each container, one of MODAL_GPUS")
+    model: str = _opt(
+        "kyutai/stt-1b-en_fr", "hub checkpoint served; downloaded into the volume at /models/<model>"
+    )
+    volume: str = _opt("stt-models", "Modal Volume holding the weights (created if missing)")
+    secret: str = _opt("stt-api-keys", "Modal Secret that sets STT_API_KEYS (or STT_API_KEYS_FILE)")
+    slots: int = _opt(64, "engine slots (concurrent streams) per container")
+    max_inputs: int | None = _opt(None, "streams one container accepts at most; default: slots")
+    target_inputs: int = _opt(10, "streams per container the autoscaler aims at")
+    min_containers: int = _opt(0, "containers kept warm even when idle (billed while up)")
+    max_containers: int = _opt(4, "containers at most (caps the bill)")
+    scaledown_window_s: int = _opt(300, "idle seconds before a container is stopped (2..3600)")
+    timeout_s: int = _opt(3900, "longest request, i.e. stream, in seconds; above STT_MAX_SESSION_S")
+    python: str = _opt("3.11", "Python version of the image")
+    extras: str = _opt("kyutai", "comma-separated extras of this package installed in the image")
+
+    def __post_init__(self) -> None:
+        problems = [msg for ok, msg in self._checks() if not ok]
+        if problems:
+            raise ValueError("invalid Modal settings: " + "; ".join(problems))
+
+    @property
+    def concurrent_max(self) -> int:
+        return self.slots if self.max_inputs is None else self.max_inputs
+
+    @property
+    def extra_names(self) -> tuple[str, ...]:
+        return tuple(e.strip() for e in self.extras.split(",") if e.strip())
+
+    @property
+    def model_dir(self) -> str:
+        """Where the checkpoint lives inside containers (the volume is mounted at /models)."""
+        return f"{MODAL_MODELS_DIR}/{self.model}"
+
+    def _checks(self) -> Iterator[tuple[bool, str]]:
+        yield (
+            self.gpu in MODAL_GPUS,
+            f"STT_MODAL_GPU must be one of {', '.join(MODAL_GPUS)} (one GPU per container), got {self.gpu!r}",
+        )
+        for name in ("app", "volume", "secret"):
+            value = getattr(self, name)
+            yield bool(_NAME.match(value)), f"STT_MODAL_{name.upper()} is not a valid Modal name: {value!r}"
+        yield bool(_HUB_ID.match(self.model)), f"STT_MODAL_MODEL must be owner/name, got {self.model!r}"
+        yield self.slots >= 1, f"STT_MODAL_SLOTS must be >= 1, got {self.slots}"
+        yield (
+            1 <= self.concurrent_max <= self.slots,
+            f"STT_MODAL_MAX_INPUTS must be in 1..slots ({self.slots}): streams beyond the engine's slots "
+            f"would only be refused, got {self.concurrent_max}",
+        )
+        yield (
+            1 <= self.target_inputs <= self.concurrent_max,
+            f"STT_MODAL_TARGET_INPUTS must be in 1..max_inputs ({self.concurrent_max}), "
+            f"got {self.target_inputs}",
+        )
+        yield self.min_containers >= 0, f"STT_MODAL_MIN_CONTAINERS must be >= 0, got {self.min_containers}"
+        yield (
+            self.max_containers >= 1 and self.min_containers <= self.max_containers,
+            f"STT_MODAL_MAX_CONTAINERS must be >= 1 and >= min_containers ({self.min_containers}), "
+            f"got {self.max_containers}",
+        )
+        yield (
+            2 <= self.scaledown_window_s <= 3600,
+            f"STT_MODAL_SCALEDOWN_WINDOW_S must be in 2..3600, got {self.scaledown_window_s}",
+        )
+        yield 60 <= self.timeout_s <= 86400, f"STT_MODAL_TIMEOUT_S must be in 60..86400, got {self.timeout_s}"
+        python_ok = re.match(r"^3\.1[1-9]$", self.python) is not None
+        yield python_ok, f"STT_MODAL_PYTHON must be 3.11 or later, got {self.python!r}"
+        yield bool(self.extra_names), "STT_MODAL_EXTRAS must name at least one extra"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ModalSettings:
+        return _load(cls, os.environ if environ is None else environ, overrides)
+
+    def to_env(self) -> dict[str, str]:
+        """`STT_MODAL_*` variables that rebuild these settings (containers import the app too)."""
+        values = {option: getattr(self, option.name) for option in options(type(self))}
+        return {option.env: str(value) for option, value in values.items() if value is not None}
+
+
+MODAL_MODELS_DIR = "/models"
+"""Mount point of the weights volume in Modal containers."""
+
+
 @dataclass(frozen=True)
 class Option:
     """A settings field as the CLI and docs see it."""
@@ -147,7 +263,8 @@ def options(cls: type[Any]) -> list[Option]:
     out = []
     for f in dataclasses.fields(cls):
         kind, optional = _unwrap(hints[f.name])
-        out.append(Option(f.name, ENV_PREFIX + f.name.upper(), kind, optional, f.default, f.metadata["help"]))
+        prefix = getattr(cls, "env_prefix", ENV_PREFIX)
+        out.append(Option(f.name, prefix + f.name.upper(), kind, optional, f.default, f.metadata["help"]))
     return out
 
 
