@@ -240,6 +240,9 @@ class WhisperEngine(BaseEngine):
         if utterance is None:
             return
         slot.utterance = None
+        for job, _ in slot.jobs:  # the final decode supersedes the partials still waiting
+            if not job.final:
+                self._queue.cancel(job)
         self._submit(index, slot, utterance, final=True)
         slot.preroll = _tail(utterance.audio(), _PREROLL_S)
 

