@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,16 +294,7 @@ class WhisperEngine(BaseEngine):
             probs = dict(info.all_language_probs or ())
             language = max(self._languages, key=lambda lang: probs.get(lang, 0.0))
             segments, info = self._transcribe(request.audio, language)
-        duration = request.audio.size / VAD_RATE
-        words = []
-        for segment in segments:
-            if segment.no_speech_prob > _NO_SPEECH and segment.avg_logprob < _LOW_LOGPROB:
-                continue
-            for word in segment.words or ():
-                text = word.word.strip()
-                if text and word.start < duration:
-                    start, end = float(word.start), float(min(word.end, duration))
-                    words.append(WordEvent(text, request.offset_s + start, request.offset_s + end))
+        words = segment_words(segments, request.offset_s, request.audio.size / VAD_RATE)
         return Hypothesis(words, language or info.language)
 
     def _transcribe(self, audio: npt.NDArray[np.float32], language: str | None) -> tuple[list[Any], Any]:
@@ -318,6 +310,29 @@ class WhisperEngine(BaseEngine):
             vad_filter=False,
         )
         return list(segments), info
+
+
+def segment_words(segments: Sequence[Any], offset_s: float, duration_s: float) -> list[WordEvent]:
+    """faster-whisper segments -> words in stream time, without hallucinated segments.
+
+    faster-whisper splits elisions at the apostrophe ("d" + "'or") and French writes " ?"
+    apart; both are glued to the word before, so a word is a word.
+    """
+    words: list[WordEvent] = []
+    for segment in segments:
+        if segment.no_speech_prob > _NO_SPEECH and segment.avg_logprob < _LOW_LOGPROB:
+            continue
+        for word in segment.words or ():
+            text = word.word.strip()
+            if not text or word.start >= duration_s:
+                continue
+            start = offset_s + float(word.start)
+            end = offset_s + float(min(word.end, duration_s))
+            if words and (not word.word[:1].isspace() or not any(c.isalnum() for c in text)):
+                words[-1] = WordEvent(words[-1].text + text, words[-1].start_s, max(end, words[-1].end_s))
+            else:
+                words.append(WordEvent(text, start, end))
+    return words
 
 
 def _tail(audio: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.float32]:
