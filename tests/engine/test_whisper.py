@@ -107,7 +107,8 @@ def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> 
     assert heard == []
 
 
-def test_two_concurrent_streams_in_two_languages_do_not_mix(engine: WhisperEngine) -> None:
+def test_two_concurrent_streams_in_two_languages_do_not_mix() -> None:
+    engine = build_engine(make_settings(engine="whisper", slots=2))  # the server closes it
     with live_server(engine) as server:
 
         async def both() -> list[StreamResult]:
@@ -188,3 +189,19 @@ def test_segment_words_glue_elisions_and_drop_hallucinations() -> None:
     late = FakeSegment([FakeWord(" beyond", 2.5, 2.9)])
     words = segment_words([speech, ghost, late], offset_s=10.0, duration_s=2.0)
     assert words == [WordEvent("Le", 10.0, 10.2), WordEvent("d'or?", 10.2, 10.7)]
+
+
+def test_a_failed_decode_loses_only_that_streams_words(
+    engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(request: object) -> None:
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(engine._queue, "_decode", boom)
+    speech = clip("en-01")
+    frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    heard = []
+    for i, frame in enumerate(frames):
+        heard += step_one(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
+    assert heard == []
+    assert "whisper decode failed" in caplog.text

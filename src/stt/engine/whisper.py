@@ -22,6 +22,7 @@ utterance (restricted to the engine's languages).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import deque
@@ -271,9 +272,14 @@ class WhisperEngine(BaseEngine):
                     self._queue.cancel(job)
                     slot.jobs.popleft()
                     continue
-                self._queue.result(job)
+                with contextlib.suppress(Exception):  # a failure is read from the future below
+                    self._queue.result(job)
             slot.jobs.popleft()
             if job.future.cancelled():
+                continue
+            if job.future.exception() is not None:
+                # one stream's failed decode must not fail every stream of the step
+                log.error("whisper decode failed; its words are lost", exc_info=job.future.exception())
                 continue
             hypothesis = job.future.result()
             if utterance.language is None:
