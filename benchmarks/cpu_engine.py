@@ -16,6 +16,7 @@ Prints a table and writes JSON. Synthetic voices overstate accuracy on real spee
 
     python benchmarks/cpu_engine.py --quick                  # 4 clips, a minute or two
     python benchmarks/cpu_engine.py --json-out cpu.json      # every clip
+    python benchmarks/cpu_engine.py --hint                   # send each clip's language
     python benchmarks/cpu_engine.py --manifest my/manifest.jsonl --model tiny.en
 """
 
@@ -140,22 +141,29 @@ def measure(clip: Clip, result: StreamResult, mode: str) -> Run:
     )
 
 
-async def stream_group(url: str, clips: Sequence[Clip], *, realtime: bool, mode: str) -> list[Run]:
+async def stream_group(
+    url: str, clips: Sequence[Clip], *, realtime: bool, mode: str, hint: bool
+) -> list[Run]:
     results = await asyncio.gather(
-        *(stream_audio(url, read_audio(c.path), realtime=realtime, language=None) for c in clips)
+        *(
+            stream_audio(url, read_audio(c.path), realtime=realtime, language=c.lang if hint else None)
+            for c in clips
+        )
     )
     return [measure(c, r, mode) for c, r in zip(clips, results, strict=True)]
 
 
-async def run_all(url: str, clips: list[Clip], concurrency: Sequence[int], fast: bool) -> list[Run]:
+async def run_all(
+    url: str, clips: list[Clip], concurrency: Sequence[int], *, fast: bool, hint: bool
+) -> list[Run]:
     runs: list[Run] = []
     for n in concurrency:
         for i in range(0, len(clips), n):
-            runs += await stream_group(url, clips[i : i + n], realtime=True, mode=f"realtime-x{n}")
+            runs += await stream_group(url, clips[i : i + n], realtime=True, mode=f"realtime-x{n}", hint=hint)
             print(f"  realtime x{n}: {min(i + n, len(clips))}/{len(clips)} clips", file=sys.stderr)
     if fast:
         for clip in clips:
-            runs += await stream_group(url, [clip], realtime=False, mode="fast")
+            runs += await stream_group(url, [clip], realtime=False, mode="fast", hint=hint)
         print(f"  fast: {len(clips)} clips", file=sys.stderr)
     return runs
 
@@ -248,6 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="4 clips covering each language and voice")
     parser.add_argument("--concurrency", default="1,2", help="comma-separated concurrent streams")
     parser.add_argument("--no-fast", action="store_true", help="skip the as-fast-as-possible pass")
+    parser.add_argument("--hint", action="store_true", help="send each clip's language (else detected)")
     parser.add_argument("--url", help="benchmark this running server instead of starting one")
     parser.add_argument("--model", help="--model of the started server (default: the engine's)")
     parser.add_argument("--cpu-threads", type=int, help="--cpu-threads of the started server")
@@ -267,10 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     started = time.perf_counter()
     if args.url:
-        runs = asyncio.run(run_all(args.url, clips, concurrency, not args.no_fast))
+        runs = asyncio.run(run_all(args.url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
     else:
         with served(flags) as url:
-            runs = asyncio.run(run_all(url, clips, concurrency, not args.no_fast))
+            runs = asyncio.run(run_all(url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
     rows = summarise(runs)
     print_table(rows)
     audio_s = sum(r.duration_s for r in runs)
@@ -279,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = {
             "manifest": str(args.manifest),
             "server_flags": flags if not args.url else None,
+            "language_hint": args.hint,
             "sample_rate": SAMPLE_RATE,
             "summary": rows,
             "runs": [asdict(r) for r in runs],

@@ -149,6 +149,9 @@ def test_probe_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     ok, detail = probe("ghost")
     assert not ok and "pip install ghost-weights==1.0" in detail and "--model DIR" in detail
     assert probe("/no/such/dir") == (False, "no such model directory: /no/such/dir")
+    ok, detail = probe("ghost-model-xyz")
+    assert not ok and "unknown model 'ghost-model-xyz'" in detail and "base, tiny.en" in detail
+    assert probe("Systran/faster-whisper-small")[0]  # a hub id: downloaded when built
     with pytest.raises(EngineUnavailableError, match="no such model directory"):
         build_engine(make_settings(engine="whisper", model="/no/such/dir"))
 

@@ -61,6 +61,10 @@ def _build_whisper(settings: Settings) -> Engine:
         model = load_model(settings.model, settings.cpu_threads)
     except WeightsError as exc:
         raise EngineUnavailableError(f"engine 'whisper' cannot load here: {exc}") from exc
+    except Exception as exc:  # a hub download without network, a broken directory...
+        raise EngineUnavailableError(
+            f"engine 'whisper' could not load model {settings.model!r}: {type(exc).__name__}: {exc}"
+        ) from exc
     return WhisperEngine(model, options)
 
 

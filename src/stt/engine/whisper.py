@@ -390,5 +390,11 @@ def probe(model: str | None) -> tuple[bool, str]:
         return True, f"Whisper from {source} on CPU (int8)"
     if source.startswith(("/", ".", "~")):
         return False, f"no such model directory: {source}"
-    names = ", ".join(PACKAGED)
-    return True, f"hub id {source!r}: downloaded on first use (needs network); packaged: {names}"
+    from faster_whisper.utils import available_models
+
+    if "/" in source or source in available_models():
+        return True, f"{source!r} is downloaded from the hub on first use (needs network access)"
+    return False, (
+        f"unknown model {source!r}: use a packaged model ({', '.join(PACKAGED)}), "
+        "a CTranslate2 Whisper directory or a hub id (owner/name)"
+    )
