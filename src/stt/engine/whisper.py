@@ -123,7 +123,11 @@ class _Utterance:
 
 @dataclass
 class _Slot:
+    """One stream's state. A reset replaces the whole object, so decodes queued for the
+    previous stream (kept in its `jobs`) can never be read for the new one."""
+
     generation: int
+    """Counts the streams the engine has started (logs; ties a state to its stream)."""
     hint: str | None
     resampler: Any
     vad: StreamingVad
@@ -202,6 +206,7 @@ class WhisperEngine(BaseEngine):
             self._queue.cancel(job)
         hint = options.language.lower() if options.language else None
         self._slots[index] = self._new_slot(hint if hint in self._languages else None)
+        log.debug("slot %d: stream %d starts (language hint %s)", index, self._generation, hint)
 
     def _advance(
         self, index: int, slot: _Slot, audio: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]
@@ -242,11 +247,14 @@ class WhisperEngine(BaseEngine):
         if utterance is None:
             return
         slot.utterance = None
-        for job, _ in slot.jobs:  # the final decode supersedes the partials still waiting
-            if not job.final:
-                self._queue.cancel(job)
+        self._cancel_partials(slot)  # the final decode supersedes them
         self._submit(index, slot, utterance, final=True)
         slot.preroll = _tail(utterance.audio(), _PREROLL_S)
+
+    def _cancel_partials(self, slot: _Slot) -> None:
+        for job, _ in slot.jobs:
+            if not job.final:
+                self._queue.cancel(job)
 
     def _cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
         """Speech longer than the window: keep decoding from the end of the last sent word
@@ -256,6 +264,7 @@ class WhisperEngine(BaseEngine):
         if cut <= 0 or utterance.samples - cut > (self._opts.window_s - self._opts.interval_s) * VAD_RATE:
             self._end_utterance(index, slot)
             return
+        self._cancel_partials(slot)
         rest = _Utterance(utterance.start + cut, utterance.language)
         rest.append(utterance.audio()[cut:])
         slot.utterance = rest
