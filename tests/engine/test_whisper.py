@@ -30,9 +30,15 @@ from tests.conftest import live_server, make_settings
 
 SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
 
-pytestmark = pytest.mark.skipif(
-    not (SAMPLES / "manifest.jsonl").is_file(), reason=f"shared sample clips not found at {SAMPLES}"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not (SAMPLES / "manifest.jsonl").is_file(), reason=f"shared sample clips not found at {SAMPLES}"
+    ),
+    pytest.mark.skipif(
+        not probe(None)[0],
+        reason=f"whisper engine not installed ({probe(None)[1]}); `make setup` installs it",
+    ),
+]
 
 
 def manifest() -> dict[str, dict[str, Any]]:
@@ -79,10 +85,14 @@ def test_a_language_hint_is_used(engine: WhisperEngine) -> None:
     assert wer("fr-02", text) <= 0.35, text
 
 
-def test_silence_yields_no_words_and_no_decode(engine: WhisperEngine) -> None:
+def test_silence_and_quiet_noise_yield_no_words_and_no_decode(engine: WhisperEngine) -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 24_000) / 24_000
+    noise = (rng.standard_normal(t.size) * 0.02).astype(np.float32)
+    hum = (0.05 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
     before = engine.decodes
-    assert engine.transcribe_batch([clip("silence-01")]) == [""]
-    assert engine.decodes == before  # the VAD kept silence away from the model
+    assert engine.transcribe_batch([clip("silence-01"), noise, hum]) == ["", "", ""]
+    assert engine.decodes == before  # the VAD kept them away from the model
 
 
 def step_one(engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool) -> list[str]:
