@@ -23,7 +23,7 @@ from stt.client import StreamResult, stream_audio
 from stt.constants import FRAME_SAMPLES
 from stt.engine.protocol import StepInput, StreamOptions, WordEvent
 from stt.engine.registry import EngineUnavailableError, build_engine
-from stt.engine.whisper import WhisperEngine, probe, segment_words
+from stt.engine.whisper import WhisperEngine, WhisperOptions, probe, segment_words
 from stt.engine.whisper_weights import PACKAGED
 from stt.wer import word_errors
 from tests.conftest import live_server, make_settings
@@ -218,3 +218,25 @@ def test_a_failed_decode_loses_only_that_streams_words(
         heard += step_one(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
     assert heard == []
     assert "whisper decode failed" in caplog.text
+
+
+def test_speech_longer_than_the_window_streams_without_repeats(engine: WhisperEngine) -> None:
+    """Two sentences as one utterance through a 4 s window, each decode awaited (a fast
+    CPU): words come out while speech goes on, and the cut loses or repeats nothing."""
+    short = WhisperEngine(engine._model, WhisperOptions(slots=1, interval_s=1.0, window_s=4.0))
+    try:
+        parts = [clip("en-02"), np.zeros(2400, dtype=np.float32), clip("en-06")]
+        audio = np.concatenate(parts)
+        frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        heard: list[tuple[int, str]] = []
+        for i, frame in enumerate(frames):
+            heard += [(i, w) for w in step_one(short, frame, reset=i == 0, flush=i == len(frames) - 1)]
+            for job, _ in list(short._slots[0].jobs):
+                if not job.future.cancelled():
+                    job.future.exception(timeout=30)
+        text = " ".join(w for _, w in heard)
+        reference = manifest()["en-02"]["ref_text"] + " " + manifest()["en-06"]["ref_text"]
+        assert word_errors(reference, text).wer <= 0.15, text
+        assert heard[0][0] < len(frames) // 2, "the first words should come long before the end"
+    finally:
+        short.close()
