@@ -80,9 +80,12 @@ def test_english_and_french_clips_side_by_side_with_detected_language(engine: Wh
         assert in_order(clip_words, samples.size / 24_000), clip_words
 
 
-def test_a_language_hint_is_used(engine: WhisperEngine) -> None:
-    [text] = engine.transcribe_batch([clip("fr-02")], StreamOptions(language="fr"))
+def test_a_language_hint_is_used_and_times_are_on_the_streams_clock(engine: WhisperEngine) -> None:
+    lead = np.zeros(2 * 24_000, dtype=np.float32)  # 2 s of silence before the speech
+    [words] = engine.transcribe_words([np.concatenate([lead, clip("fr-02")])], StreamOptions(language="fr"))
+    text = " ".join(w.text for w in words)
     assert wer("fr-02", text) <= 0.35, text
+    assert 1.6 <= words[0].start_s <= 2.6, words[0]
 
 
 def test_silence_and_quiet_noise_yield_no_words_and_no_decode(engine: WhisperEngine) -> None:
