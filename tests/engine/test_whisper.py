@@ -243,3 +243,22 @@ def test_speech_longer_than_the_window_streams_without_repeats(engine: WhisperEn
         assert heard[0][0] < len(frames) // 2, "the first words should come long before the end"
     finally:
         short.close()
+
+
+def test_a_stream_goes_on_after_a_finalize(engine: WhisperEngine) -> None:
+    first, second = clip("en-01"), clip("en-04")
+    heard: list[list[WordEvent]] = [[], []]
+    for part, audio in enumerate([first, second]):
+        frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        for i, frame in enumerate(frames):
+            batch = StepInput(
+                np.array([0]),
+                frame[None, :],
+                np.array([part == 0 and i == 0]),
+                np.array([i == len(frames) - 1]),
+                [StreamOptions()],
+            )
+            heard[part] += [e for e in engine.step(batch).events[0] if isinstance(e, WordEvent)]
+    assert wer("en-01", " ".join(w.text for w in heard[0])) <= 0.2
+    assert wer("en-04", " ".join(w.text for w in heard[1])) <= 0.2
+    assert heard[1][0].start_s >= first.size // FRAME_SAMPLES * FRAME_SAMPLES / 24_000 - 0.1
