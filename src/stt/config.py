@@ -81,6 +81,9 @@ class Settings:
     whisper_silence_s: float = _opt(
         0.5, "whisper engine: silence that ends an utterance and sends its last words"
     )
+    whisper_context_s: float = _opt(
+        20.0, "whisper engine: audio the encoder sees, the window padded with silence (Whisper's own: 30)"
+    )
     log_level: str = _opt("info", "logging level: debug, info, warning, error")
     log_format: str = _opt("text", "log line format: text (key=value) or json")
 
@@ -121,6 +124,10 @@ class Settings:
             "whisper_window_s must be at least twice whisper_interval_s",
         )
         yield self.whisper_silence_s > 0, "whisper_silence_s must be > 0"
+        yield (
+            self.whisper_window_s + 2 <= self.whisper_context_s <= 30,
+            "whisper_context_s must be in whisper_window_s + 2 .. 30",
+        )
         levels = ("debug", "info", "warning", "error")
         yield self.log_level in levels, f"log_level must be one of {levels}, got {self.log_level!r}"
 

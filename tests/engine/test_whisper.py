@@ -10,7 +10,6 @@ import asyncio
 import importlib.util
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from stt.client import StreamResult, stream_audio
 from stt.constants import FRAME_SAMPLES
 from stt.engine.protocol import StepInput, StreamOptions, WordEvent
 from stt.engine.registry import EngineUnavailableError, build_engine
-from stt.engine.whisper import WhisperEngine, WhisperOptions, probe, segment_words
+from stt.engine.whisper import WhisperEngine, WhisperOptions, probe
 from stt.engine.whisper_weights import PACKAGED
 from stt.wer import word_errors
 from tests.conftest import live_server, make_settings
@@ -176,35 +175,6 @@ def test_probe_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     ok, detail = probe(None)
     assert not ok and "faster-whisper is not installed" in detail and ".[cpu]" in detail
-
-
-@dataclass
-class FakeWord:
-    word: str
-    start: float
-    end: float
-
-
-@dataclass
-class FakeSegment:
-    words: list[FakeWord]
-    no_speech_prob: float = 0.01
-    avg_logprob: float = -0.2
-
-
-def test_segment_words_glue_elisions_and_drop_hallucinations() -> None:
-    speech = FakeSegment(
-        [
-            FakeWord(" Le", 0.0, 0.2),
-            FakeWord(" d", 0.2, 0.3),
-            FakeWord("'or", 0.3, 0.6),
-            FakeWord(" ?", 0.6, 0.7),
-        ]
-    )
-    ghost = FakeSegment([FakeWord(" Merci.", 1.0, 1.5)], no_speech_prob=0.9, avg_logprob=-1.5)
-    late = FakeSegment([FakeWord(" beyond", 2.5, 2.9)])
-    words = segment_words([speech, ghost, late], offset_s=10.0, duration_s=2.0)
-    assert words == [WordEvent("Le", 10.0, 10.2), WordEvent("d'or?", 10.2, 10.7)]
 
 
 def test_a_failed_decode_loses_only_that_streams_words(

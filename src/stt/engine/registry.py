@@ -56,6 +56,7 @@ def _build_whisper(settings: Settings) -> Engine:
         interval_s=settings.whisper_interval_s,
         window_s=settings.whisper_window_s,
         silence_s=settings.whisper_silence_s,
+        context_s=settings.whisper_context_s,
     )
     try:
         model = load_model(settings.model, settings.cpu_threads)

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import os
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +45,7 @@ from stt.engine.protocol import (
     WordEvent,
 )
 from stt.engine.vad import VAD_RATE, StreamingVad, load_vad_session
+from stt.engine.whisper_decode import NATIVE_CONTEXT_S, Decoder, stream_words
 from stt.engine.whisper_weights import DEFAULT_MODEL, PACKAGED, read_packaged
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,6 @@ _QUIET = 0.35
 """Probability below which a window counts as silence (hysteresis, as in faster-whisper)."""
 _PREROLL_S = 0.3
 """Audio kept in front of detected speech: Silero triggers a little after a word begins."""
-_NO_SPEECH = 0.6
-_LOW_LOGPROB = -1.0
-"""Whisper's own rule: a segment likely without speech and decoded with low confidence is a
-hallucination ("Thank you.", "Sous-titres...") and is dropped."""
 
 
 @dataclass(frozen=True)
@@ -75,12 +71,16 @@ class WhisperOptions:
     """Longest utterance decoded at once; longer speech is cut after its agreed words."""
     silence_s: float = 0.5
     """Silence that ends an utterance (its remaining words are then sent)."""
+    context_s: float = 20.0
+    """Audio the encoder sees (the window padded with silence); Whisper's own is 30 s."""
 
     def __post_init__(self) -> None:
         if self.slots < 1 or self.interval_s <= 0 or self.silence_s <= 0:
             raise ValueError("slots, interval_s and silence_s must be positive")
         if self.window_s < 2 * self.interval_s:
             raise ValueError("window_s must be at least twice interval_s")
+        if not self.window_s + 2 <= self.context_s <= NATIVE_CONTEXT_S:
+            raise ValueError(f"context_s must be in window_s + 2 ..{NATIVE_CONTEXT_S:g}")
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,7 @@ class WhisperEngine(BaseEngine):
             flush_frames=1,  # a silent frame after the tail covers the resampler's delay
             languages=self._languages,
         )
+        self._decoder = Decoder(model, self._languages, self._opts.context_s)
         self._vad_session = load_vad_session()
         self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(self.decode, name="whisper-decode")
         self._generation = 0
@@ -257,16 +258,21 @@ class WhisperEngine(BaseEngine):
                 self._queue.cancel(job)
 
     def _cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
-        """Speech longer than the window: keep decoding from the end of the last sent word
-        (those words are final), or end the utterance here when nothing was agreed yet."""
+        """Speech longer than the window: keep decoding from the last sent word (those
+        before it are final), or end the utterance here when nothing was agreed yet.
+
+        The new window starts with the last sent word, so Whisper does not hear speech
+        begin abruptly mid-sentence; the agreement knows that word was sent and skips it.
+        """
         sent = utterance.agreement.sent
-        cut = round(sent[-1].end_s * VAD_RATE) - utterance.start if sent else 0
+        cut = round(sent[-1].start_s * VAD_RATE) - utterance.start if sent else 0
         if cut <= 0 or utterance.samples - cut > (self._opts.window_s - self._opts.interval_s) * VAD_RATE:
             self._end_utterance(index, slot)
             return
         self._cancel_partials(slot)
         rest = _Utterance(utterance.start + cut, utterance.language)
         rest.append(utterance.audio()[cut:])
+        rest.agreement.sent.append(sent[-1])
         slot.utterance = rest
 
     def _collect(self, slot: _Slot, *, wait: bool) -> list[WordEvent]:
@@ -303,51 +309,11 @@ class WhisperEngine(BaseEngine):
 
     def decode(self, request: DecodeRequest) -> Hypothesis:
         """Greedy Whisper decode of one utterance; words in stream time."""
-        language = request.language or (None if len(self._languages) > 1 else self._languages[0])
-        segments, info = self._transcribe(request.audio, language)
-        if language is None and info.language not in self._languages:
-            probs = dict(info.all_language_probs or ())
-            language = max(self._languages, key=lambda lang: probs.get(lang, 0.0))
-            segments, info = self._transcribe(request.audio, language)
-        words = segment_words(segments, request.offset_s, request.audio.size / VAD_RATE)
-        return Hypothesis(words, language or info.language)
-
-    def _transcribe(self, audio: npt.NDArray[np.float32], language: str | None) -> tuple[list[Any], Any]:
-        segments, info = self._model.transcribe(
-            audio,
-            language=language,
-            task="transcribe",
-            beam_size=1,
-            best_of=1,
-            temperature=0.0,
-            condition_on_previous_text=False,
-            word_timestamps=True,
-            vad_filter=False,
-        )
-        return list(segments), info
-
-
-def segment_words(segments: Sequence[Any], offset_s: float, duration_s: float) -> list[WordEvent]:
-    """faster-whisper segments -> words in stream time, without hallucinated segments.
-
-    faster-whisper splits elisions at the apostrophe ("d" + "'or") and French writes " ?"
-    apart; both are glued to the word before, so a word is a word.
-    """
-    words: list[WordEvent] = []
-    for segment in segments:
-        if segment.no_speech_prob > _NO_SPEECH and segment.avg_logprob < _LOW_LOGPROB:
-            continue
-        for word in segment.words or ():
-            text = word.word.strip()
-            if not text or word.start >= duration_s:
-                continue
-            start = offset_s + float(word.start)
-            end = offset_s + float(min(word.end, duration_s))
-            if words and (not word.word[:1].isspace() or not any(c.isalnum() for c in text)):
-                words[-1] = WordEvent(words[-1].text + text, words[-1].start_s, max(end, words[-1].end_s))
-            else:
-                words.append(WordEvent(text, start, end))
-    return words
+        decoded = self._decoder(request.audio, request.language)
+        if decoded.hallucinated:
+            return Hypothesis([], decoded.language)
+        words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
+        return Hypothesis(words, decoded.language)
 
 
 def _tail(audio: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.float32]:
