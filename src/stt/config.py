@@ -75,7 +75,7 @@ class Settings:
     )
     cpu_threads: int = _opt(0, "whisper engine: CTranslate2 threads of the decoder (0: one per core)")
     whisper_interval_s: float = _opt(
-        1.0, "whisper engine: re-decode the current utterance after this much new audio"
+        0.5, "whisper engine: re-decode the current utterance after this much new audio"
     )
     whisper_window_s: float = _opt(10.0, "whisper engine: longest audio decoded at once")
     whisper_silence_s: float = _opt(

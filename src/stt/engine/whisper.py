@@ -65,8 +65,9 @@ class WhisperOptions:
     """How the engine streams; defaults suit a few streams on a small CPU."""
 
     slots: int = 4
-    interval_s: float = 1.0
-    """Re-decode the current utterance after this much new audio."""
+    interval_s: float = 0.5
+    """Re-decode the current utterance after this much new audio (when the decoder is
+    busy, a stream's waiting request is replaced by the newer one instead)."""
     window_s: float = 10.0
     """Longest utterance decoded at once; longer speech is cut after its agreed words."""
     silence_s: float = 0.5
@@ -149,7 +150,8 @@ class WhisperEngine(BaseEngine):
         self._info = EngineInfo(
             name="whisper",
             max_batch=self._opts.slots,
-            delay_frames=round(2 * self._opts.interval_s / FRAME_SECONDS),
+            # two agreeing decodes and the time they take: a typical word's delay
+            delay_frames=round((2 * self._opts.interval_s + 0.5) / FRAME_SECONDS),
             flush_frames=1,  # a silent frame after the tail covers the resampler's delay
             languages=self._languages,
         )
