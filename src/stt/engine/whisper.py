@@ -15,9 +15,10 @@ Whisper is not a streaming model, so streaming is built around it:
 - A reset slot starts a new state with a new generation; results of the previous stream's
   decodes are never looked at, so no stream hears another's words.
 
-Decoding is greedy (beam 1, temperature 0), with word timestamps mapped to the stream's
-timeline. A language hint is used when given; otherwise the language is detected once per
-utterance (restricted to the engine's languages).
+Decoding (`whisper_decode.Decoder`) is greedy (beam 1, temperature 0) over the utterance
+padded to `context_s` (20 s) rather than Whisper's 30 s, with word timestamps mapped to the
+stream's timeline. A language hint is used when given; otherwise the language is detected
+once per utterance (restricted to the engine's languages).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class WhisperOptions:
     """Re-decode the current utterance after this much new audio (when the decoder is
     busy, a stream's waiting request is replaced by the newer one instead)."""
     window_s: float = 10.0
-    """Longest utterance decoded at once; longer speech is cut after its agreed words."""
+    """Longest utterance decoded at once; longer speech is cut at its last agreed word."""
     silence_s: float = 0.5
     """Silence that ends an utterance (its remaining words are then sent)."""
     context_s: float = 20.0
