@@ -87,3 +87,12 @@ def test_cancel_drops_a_waiting_job_and_errors_reach_the_caller(
         queue.result(failing)
     assert dropped.future.cancelled()
     assert "dropped" not in [request for request, _ in decoder.calls]
+
+
+def test_final_decodes_run_before_partial_ones(queue: DecodeQueue[str, str], decoder: GatedDecoder) -> None:
+    block_worker(queue, decoder)
+    partial = queue.submit(1, "partial")
+    final = queue.submit(2, "final", final=True)
+    decoder.gate.set()
+    assert partial.future.result(5) == "PARTIAL" and final.future.result(5) == "FINAL"
+    assert [request for request, _ in decoder.calls] == ["blocker", "final", "partial"]
