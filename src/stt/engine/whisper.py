@@ -178,6 +178,7 @@ class WhisperEngine(BaseEngine):
 
     def close(self) -> None:
         self._queue.close()
+        self._slots = []
 
     # -- the step: cheap per row; decodes run on the worker ---------------------------------
 
