@@ -232,3 +232,17 @@ def test_a_stream_goes_on_after_a_finalize(engine: WhisperEngine) -> None:
     assert wer("en-01", " ".join(w.text for w in heard[0])) <= 0.2
     assert wer("en-04", " ".join(w.text for w in heard[1])) <= 0.2
     assert heard[1][0].start_s >= first.size // FRAME_SAMPLES * FRAME_SAMPLES / 24_000 - 0.1
+
+
+def test_french_without_a_hint_is_not_translated_by_an_early_guess(engine: WhisperEngine) -> None:
+    """Every decode awaited, so the first one hears half a second of French, which Whisper
+    guesses is English: no word may come from that guess."""
+    audio = clip("fr-01")
+    frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    heard: list[str] = []
+    for i, frame in enumerate(frames):
+        heard += step_one(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
+        for job, _ in list(engine._slots[0].jobs):
+            if not job.future.cancelled():
+                job.future.exception(timeout=30)
+    assert wer("fr-01", " ".join(heard)) <= 0.2, heard

@@ -22,7 +22,7 @@ def test_punctuation_and_elisions_are_glued_to_the_word_before() -> None:
 
 def test_whispers_hallucination_rules() -> None:
     def decoded(no_speech: float, logprob: float, ratio: float) -> Decoded:
-        return Decoded([RawWord(" Merci.", 0.0, 0.5)], "fr", no_speech, logprob, ratio)
+        return Decoded([RawWord(" Merci.", 0.0, 0.5)], "fr", True, no_speech, logprob, ratio)
 
     assert not decoded(0.1, -0.3, 1.2).hallucinated
     assert decoded(0.9, -1.5, 1.2).hallucinated  # probably silence, decoded without confidence

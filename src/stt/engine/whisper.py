@@ -98,6 +98,7 @@ class DecodeRequest:
 class Hypothesis:
     words: list[WordEvent]
     language: str | None
+    language_sure: bool = True
 
 
 @dataclass
@@ -301,11 +302,12 @@ class WhisperEngine(BaseEngine):
                 log.error("whisper decode failed; its words are lost", exc_info=job.future.exception())
                 continue
             hypothesis = job.future.result()
-            if utterance.language is None:
-                utterance.language = hypothesis.language
+            if utterance.language is None and hypothesis.language_sure:
+                utterance.language = hypothesis.language  # later decodes skip detection
             if job.final:
                 out.extend(utterance.agreement.finish(hypothesis.words))
-            elif utterance is slot.utterance:
+            elif utterance is slot.utterance and hypothesis.language_sure:
+                # an unsure language may be wrong (Whisper then translates): not a word of it
                 out.extend(utterance.agreement.update(hypothesis.words))
         return out
 
@@ -315,9 +317,9 @@ class WhisperEngine(BaseEngine):
         """Greedy Whisper decode of one utterance; words in stream time."""
         decoded = self._decoder(request.audio, request.language)
         if decoded.hallucinated:
-            return Hypothesis([], decoded.language)
+            return Hypothesis([], decoded.language, decoded.language_sure)
         words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
-        return Hypothesis(words, decoded.language)
+        return Hypothesis(words, decoded.language, decoded.language_sure)
 
 
 def _tail(audio: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.float32]:

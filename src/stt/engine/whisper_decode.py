@@ -35,6 +35,10 @@ _LOW_LOGPROB = -1.0
 hallucination ("Thank you.", "Sous-titres...") and yields no words."""
 _MAX_COMPRESSION = 2.4
 """Text that compresses better than this is a repetition loop (Whisper's threshold)."""
+SURE_LANGUAGE = 0.8
+"""Detected-language probability (over Whisper's 99 languages) above which the detection is
+trusted. Measured on the samples: under a second of speech, wrong guesses score 0.06-0.38
+(French heard as English), right ones from one second on mostly 0.8-1.0."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class RawWord:
 class Decoded:
     words: list[RawWord]
     language: str
+    language_sure: bool
+    """The language was given, or detected with a probability of at least SURE_LANGUAGE."""
     no_speech_prob: float
     avg_logprob: float
     compression_ratio: float
@@ -96,8 +102,9 @@ class Decoder:
         features = self._model.feature_extractor(audio)
         frames = min(int(features.shape[-1]), self.context_frames)
         encoded = self._model.encode(pad_or_trim(features, self.context_frames))
+        sure = language in self._tokenizers
         if language not in self._tokenizers:
-            language = self._detect(encoded)
+            language, sure = self._detect(encoded)
         tokenizer = self._tokenizers[language]
         result = self._model.model.generate(
             encoded,
@@ -119,17 +126,20 @@ class Decoder:
         return Decoded(
             words=words,
             language=language,
+            language_sure=sure,
             no_speech_prob=float(result.no_speech_prob),
             avg_logprob=score / (len(tokens) + 1),
             compression_ratio=_compression_ratio(text),
         )
 
-    def _detect(self, encoded: Any) -> str:
-        """The most likely of the decoder's languages (Whisper itself knows 99)."""
+    def _detect(self, encoded: Any) -> tuple[str, bool]:
+        """The most likely of the decoder's languages (Whisper itself knows 99), and whether
+        the guess is sure."""
         if not self._multilingual:
-            return self._languages[0]
+            return self._languages[0], True
         probs = {token.strip("<|>"): prob for token, prob in self._model.model.detect_language(encoded)[0]}
-        return max(self._languages, key=lambda lang: probs.get(lang, 0.0))
+        best = max(self._languages, key=lambda lang: probs.get(lang, 0.0))
+        return best, probs.get(best, 0.0) >= SURE_LANGUAGE
 
 
 def _compression_ratio(text: str) -> float:
