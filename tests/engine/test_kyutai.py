@@ -150,3 +150,15 @@ def test_pause_head_reports_end_of_turn_after_words(tiny_checkpoint: Path) -> No
     off = build(tiny_checkpoint, slots=1, kyutai_pause_threshold=0.0)
     assert off.info.pause_events is False
     assert not any(isinstance(e, PauseEvent) for e in Driver(off).alone(0, frames)[1])
+
+
+def test_close_frees_the_model_for_a_new_table(
+    tiny_checkpoint: Path, reference: dict[int, list[int]]
+) -> None:
+    from stt.engine.kyutai import KyutaiEngine
+
+    engine = build(tiny_checkpoint, slots=2)
+    Driver(engine).alone(0, clip(3)[:5])
+    engine.close()
+    again = KyutaiEngine(engine._model, slots=SLOTS)
+    assert Driver(again).alone(0, clip(0))[0] == reference[0]

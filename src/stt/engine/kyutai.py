@@ -154,8 +154,9 @@ class KyutaiEngine(BaseEngine):
         self._compile = compile and on_cuda
         self._gen = LMGen(model.lm, use_sampling=False, temp=0.0, temp_text=0.0, support_out_of_sync=True)
         self._mimi = model.mimi
-        self._mimi.streaming_forever(slots)
-        self._gen.streaming_forever(slots)
+        self._streaming = contextlib.ExitStack()
+        self._streaming.enter_context(self._mimi.streaming(slots))
+        self._streaming.enter_context(self._gen.streaming(slots))
         self._audio = torch.zeros(slots, 1, FRAME_SAMPLES, device=self._device)
         self._decoders = [self._new_decoder() for _ in range(slots)]
         self.steps = 0
@@ -254,7 +255,8 @@ class KyutaiEngine(BaseEngine):
         return tokens, pauses
 
     def close(self) -> None:
-        """Free the device memory held by the streaming state."""
+        """Drop the streaming state (KV caches, codec buffers) so the model can be reused or freed."""
+        self._streaming.close()
         self._decoders = []
         if self._device.type == "cuda":
             import torch

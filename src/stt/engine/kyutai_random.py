@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from stt.constants import FRAME_SAMPLES
-from stt.engine.kyutai_checkpoint import CONFIG_NAME, LM_NAME, MIMI_NAME
+from stt.engine.kyutai_checkpoint import CONFIG_NAME, LM_NAME, MIMI_NAME, SttTiming
+
+if TYPE_CHECKING:
+    from stt.engine.kyutai import KyutaiModel
 
 TINY_TOKENIZER_NAME = "tokenizer_tiny_64.model"
 TINY_MIMI_CONFIG_NAME = "mimi_config.json"
@@ -177,6 +181,37 @@ def _fit_codebooks(mimi: Any) -> None:
     mimi.quantizer.train()
     mimi.quantizer(latent, mimi.frame_rate)
     mimi.quantizer.eval()
+
+
+def random_model(
+    lm_config: dict[str, Any] | None = None,
+    mimi_config: dict[str, Any] | None = None,
+    *,
+    device: str = "cpu",
+    dtype: str = "auto",
+    seed: int = 0,
+) -> KyutaiModel:
+    """A random-weight model in memory, for benchmarks: by default the full stt-1b-en_fr
+    architecture with moshi's published Mimi. Its detokenizer names token ids ("t42") since
+    there is no trained tokenizer; word bookkeeping costs the same."""
+    import torch
+    from moshi.models import loaders
+
+    from stt.engine.kyutai import KyutaiModel, resolve_device, resolve_dtype
+
+    lm_config = lm_config or stt_1b_lm_config()
+    device = resolve_device(device)
+    torch.manual_seed(seed)
+    n_codebooks = lm_config["n_q"] - lm_config["dep_q"]
+    mimi = loaders.get_mimi(None, mimi_config, num_codebooks=n_codebooks, device=device)
+    lm = loaders.get_moshi_lm(None, lm_config, device=device, dtype=resolve_dtype(dtype, device))
+
+    def detokenize(ids: Sequence[int]) -> str:
+        return "".join(f"t{i}" for i in ids)
+
+    return KyutaiModel(
+        mimi, lm, detokenize, SttTiming(delay_s=0.5, silence_prefix_s=0.0), torch.device(device)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
