@@ -162,3 +162,19 @@ def test_close_frees_the_model_for_a_new_table(
     engine.close()
     again = KyutaiEngine(engine._model, slots=SLOTS)
     assert Driver(again).alone(0, clip(0))[0] == reference[0]
+
+
+def test_published_delays_map_to_frames_as_kyutai_counts_them(tiny_checkpoint: Path) -> None:
+    """stt-1b-en_fr: 0.5 s -> text from frame 6 on (as Kyutai's server), 7 + 1 flush frames;
+    stt-2.6b-en: 2.5 s and a 1 s silence prefix (13 frames, as Kyutai's reference script)."""
+    from dataclasses import replace
+
+    from stt.engine.kyutai import KyutaiEngine
+    from stt.engine.kyutai_checkpoint import SttTiming
+
+    model = build(tiny_checkpoint, slots=1)
+    model.close()
+    for timing, expected in [(SttTiming(0.5, 0.0), (6, 8, 0)), (SttTiming(2.5, 1.0), (31, 33, 13))]:
+        engine = KyutaiEngine(replace(model._model, timing=timing), slots=1)
+        assert (engine.info.delay_frames, engine.info.flush_frames, engine._prefix_frames) == expected
+        engine.close()

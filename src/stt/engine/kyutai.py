@@ -136,7 +136,10 @@ class KyutaiEngine(BaseEngine):
         self._model = model
         self._device = model.device
         timing = model.timing
-        self._delay_frames = math.ceil(round(timing.delay_s / FRAME_SECONDS, 6))
+        delay = round(timing.delay_s / FRAME_SECONDS, 6)
+        # Kyutai's server counts text from round(delay) frames on (6 for 0.5 s) and its
+        # reference script pads ceil(delay) frames of silence at the end (7 for 0.5 s).
+        self._delay_frames = round(delay)
         self._prefix_frames = math.ceil(round(timing.silence_prefix_s / FRAME_SECONDS, 6))
         self._pause_heads = len(model.lm.extra_heads)
         self._pause_threshold = pause_threshold if self._pause_heads else 0.0
@@ -145,7 +148,7 @@ class KyutaiEngine(BaseEngine):
             max_batch=slots,
             delay_frames=self._delay_frames,
             # One more than the delay: the word in progress ends at the first padding after it.
-            flush_frames=self._delay_frames + 1,
+            flush_frames=math.ceil(delay) + 1,
             languages=(),
             pause_events=self._pause_threshold > 0,
         )

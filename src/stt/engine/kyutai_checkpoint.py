@@ -176,10 +176,13 @@ MISSING_LIBS_HINT = (
 
 def probe(model: str | None) -> tuple[bool, str]:
     """Whether the engine can load here and why not, without importing torch or moshi."""
-    missing = [name for name in ("torch", "moshi", "sentencepiece") if importlib.util.find_spec(name) is None]
+    model = model or DEFAULT_MODEL
+    needed = ("torch", "moshi", "sentencepiece", "safetensors") + (
+        ("huggingface_hub",) if is_hub_id(model) else ()
+    )
+    missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         return False, f"needs {', '.join(missing)}: {MISSING_LIBS_HINT}"
-    model = model or DEFAULT_MODEL
     if is_hub_id(model):
         return True, f"downloads {model} from the Hugging Face hub at start (needs network); GPU recommended"
     try:
