@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,8 @@ import pytest
 
 from stt.audio import float32_to_pcm16, pcm16_to_float32, write_wav
 from stt.client import StreamResult, stream_audio
-from stt.constants import FRAME_SAMPLES
-from tests.conftest import clean_env, live_server, serve_process
+from stt.constants import CHUNK_BYTES, FRAME_SAMPLES
+from tests.conftest import app_client, clean_env, live_server, serve_process
 from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
 from tests.engine.kyutai_helpers import build, clip
 
@@ -92,3 +93,21 @@ def test_stt_serve_explains_a_missing_checkpoint(tmp_path: Path) -> None:
     )
     assert result.returncode == 3
     assert "config.json" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_pause_messages_reach_clients_that_ask_for_them(tiny_checkpoint: Path) -> None:
+    engine = build(tiny_checkpoint, slots=2, kyutai_pause_threshold=0.2)
+    samples = np.concatenate([audio(0), audio(1)])
+    with app_client(engine, slots=2) as client, client.websocket_connect("/v1/stream") as ws:
+        assert ws.receive_json()["pauses"] is True
+        ws.send_text(json.dumps({"type": "Configure", "pauses": True}))
+        data = float32_to_pcm16(samples)
+        for i in range(0, len(data), CHUNK_BYTES):
+            ws.send_bytes(data[i : i + CHUNK_BYTES])
+        ws.send_text(json.dumps({"type": "CloseStream"}))
+        messages = []
+        while (message := ws.receive_json())["type"] != "Final":
+            messages.append(message)
+    kinds = [m["type"] for m in messages]
+    assert "Pause" in kinds and kinds.index("Word") < kinds.index("Pause")
+    assert all(0.2 <= m["probability"] <= 1 for m in messages if m["type"] == "Pause")
