@@ -161,6 +161,9 @@ class KyutaiEngine(BaseEngine):
         self._streaming.enter_context(self._mimi.streaming(slots))
         self._streaming.enter_context(self._gen.streaming(slots))
         self._audio = torch.zeros(slots, 1, FRAME_SAMPLES, device=self._device)
+        # Staging buffer for the step's frames, pinned on CUDA: one async upload per step.
+        host = torch.zeros(slots, FRAME_SAMPLES)
+        self._host_audio = host.pin_memory() if on_cuda else host
         self._decoders = [self._new_decoder() for _ in range(slots)]
         self.steps = 0
         self.slot_steps = np.zeros(slots, dtype=np.int64)
@@ -192,7 +195,6 @@ class KyutaiEngine(BaseEngine):
             yield
 
     def step(self, batch: StepInput) -> StepOutput:
-        import torch
 
         n_slots = self._info.max_batch
         slots = batch.slots
@@ -201,9 +203,11 @@ class KyutaiEngine(BaseEngine):
                 self._reset(slots[batch.reset])
             active = np.zeros(n_slots, dtype=np.bool_)
             active[slots] = True
-            audio = np.zeros((n_slots, FRAME_SAMPLES), dtype=np.float32)
-            audio[slots] = batch.frames
-            self._audio.copy_(torch.from_numpy(audio)[:, None, :])
+            staged = self._host_audio.numpy()
+            staged.fill(0.0)
+            staged[slots] = batch.frames
+            # Safe to refill next step: this step ends by reading its tokens back, after the copy.
+            self._audio.copy_(self._host_audio[:, None, :], non_blocking=True)
             tokens, pauses = self._model_step(active)
         events: list[list[EngineEvent]] = []
         for row, slot in enumerate(slots.tolist()):
