@@ -107,3 +107,13 @@ def test_probe_checks_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert probe(str(tmp_path))[0] is False
     ok, detail = probe(str(published_layout(tmp_path / "ckpt")))
     assert ok and "delay 0.5 s" in detail
+
+
+def test_probe_says_whether_a_hub_checkpoint_is_cached(monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("huggingface_hub", reason="the kyutai extra is not installed")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: object())
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: None)
+    ok, detail = probe("kyutai/stt-2.6b-en")
+    assert ok and "needs network" in detail
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda repo, name: "/cache/config.json")
+    assert "local Hugging Face cache" in probe("kyutai/stt-2.6b-en")[1]

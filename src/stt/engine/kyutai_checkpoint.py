@@ -174,6 +174,14 @@ MISSING_LIBS_HINT = (
 )
 
 
+def _hub_cache_state(repo: str) -> str:
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo, CONFIG_NAME), str):
+        return "is in the local Hugging Face cache"
+    return "is fetched from the Hugging Face hub at start (needs network; not cached here)"
+
+
 def probe(model: str | None) -> tuple[bool, str]:
     """Whether the engine can load here and why not, without importing torch or moshi."""
     model = model or DEFAULT_MODEL
@@ -184,7 +192,7 @@ def probe(model: str | None) -> tuple[bool, str]:
     if missing:
         return False, f"needs {', '.join(missing)}: {MISSING_LIBS_HINT}"
     if is_hub_id(model):
-        return True, f"downloads {model} from the Hugging Face hub at start (needs network); GPU recommended"
+        return True, f"{model} {_hub_cache_state(model)}; GPU recommended"
     try:
         files = from_directory(Path(model))
     except CheckpointError as exc:
