@@ -178,3 +178,26 @@ def test_published_delays_map_to_frames_as_kyutai_counts_them(tiny_checkpoint: P
         engine = KyutaiEngine(replace(model._model, timing=timing), slots=1)
         assert (engine.info.delay_frames, engine.info.flush_frames, engine._prefix_frames) == expected
         engine.close()
+
+
+def test_tokens_match_kyutai_reference_loop(tiny_checkpoint: Path) -> None:
+    """The masked, batched step gives what Kyutai's own script (stt_from_file_pytorch.py) gets
+    with plain batch-1 streaming: Mimi encode, then LMGen step, frame by frame."""
+    import torch
+    from moshi.models.lm import LMGen
+
+    from stt.engine.kyutai import load_model
+    from stt.engine.kyutai_checkpoint import locate
+
+    frames = clip(2)
+    engine_tokens = Driver(build(tiny_checkpoint, slots=1)).alone(0, frames)[0]
+    model = load_model(locate(str(tiny_checkpoint)), "cpu")
+    gen = LMGen(model.lm, use_sampling=False, temp=0.0, temp_text=0.0)
+    expected = []
+    with model.mimi.streaming(1), gen.streaming(1), torch.no_grad():
+        for frame in frames:
+            codes = model.mimi.encode(torch.from_numpy(frame)[None, None, :])
+            tokens = gen.step(codes)
+            assert tokens is not None
+            expected.append(int(tokens[0, 0, 0]))
+    assert engine_tokens == expected
