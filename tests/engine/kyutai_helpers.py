@@ -19,7 +19,9 @@ Frames = npt.NDArray[np.float32]
 def build(checkpoint: Path, slots: int = 4, **overrides: Any) -> Any:
     from stt.engine.registry import build_engine
 
-    settings = make_settings(engine="kyutai", model=str(checkpoint), device="cpu", slots=slots, **overrides)
+    settings = make_settings(
+        **({"engine": "kyutai", "model": str(checkpoint), "device": "cpu", "slots": slots} | overrides)
+    )
     return build_engine(settings)
 
 

@@ -14,14 +14,15 @@ from tests.engine.kyutai_helpers import Driver, build, clip
 def test_the_tiny_checkpoint_streams_on_the_gpu_in_bfloat16(tiny_checkpoint: Path) -> None:
     engine = build(tiny_checkpoint, slots=4, device="cuda", dtype="bfloat16")
     assert engine._device.type == "cuda"
-    engine.warmup()
+    engine.warmup()  # captures the CUDA graphs
+    idle_steps = int(engine.slot_steps[3])
     alone = Driver(engine).alone(2, clip(0))[0]
     driver = Driver(engine)
     a, b = clip(0), clip(1)
     for i in range(len(a)):
         driver.step([(0, b[i], i == 0, False), (2, a[i], i == 0, i == len(a) - 1)])
     assert driver.tokens[2] == alone
-    assert engine.slot_steps[3] == 0
+    assert engine.slot_steps[3] == idle_steps, "a slot without frames must not step"
 
 
 def test_full_size_slots_are_independent_on_the_gpu() -> None:
