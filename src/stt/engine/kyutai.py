@@ -195,7 +195,6 @@ class KyutaiEngine(BaseEngine):
             yield
 
     def step(self, batch: StepInput) -> StepOutput:
-
         n_slots = self._info.max_batch
         slots = batch.slots
         with self._context():
