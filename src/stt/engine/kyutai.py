@@ -209,11 +209,12 @@ class KyutaiEngine(BaseEngine):
             self._audio.copy_(self._host_audio[:, None, :], non_blocking=True)
             tokens, pauses = self._model_step(active)
         events: list[list[EngineEvent]] = []
-        for row, slot in enumerate(slots.tolist()):
+        token_list: list[int] = tokens.tolist()  # Python scalars: cheaper than numpy indexing per row
+        pause_list: list[float] | None = None if pauses is None else pauses.tolist()
+        for slot, flush in zip(slots.tolist(), batch.flush.tolist(), strict=True):
             decoder = self._decoders[slot]
-            pause = None if pauses is None else float(pauses[slot])
-            out = decoder.push(int(tokens[slot]), pause)
-            if batch.flush[row]:
+            out = decoder.push(token_list[slot], None if pause_list is None else pause_list[slot])
+            if flush:
                 out.extend(decoder.flush())
             events.append(out)
         return StepOutput(events)
