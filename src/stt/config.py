@@ -73,6 +73,11 @@ class Settings:
     fake_pause_frames: int = _opt(
         0, "fake engine: predict end of turn after this many silent frames (0: never)"
     )
+    kyutai_pause_threshold: float = _opt(
+        0.5, "kyutai engine: report end of turn when the pause head's probability reaches this (0: off)"
+    )
+    kyutai_cuda_graphs: bool = _opt(True, "kyutai engine: replay each step as a CUDA graph (CUDA only)")
+    kyutai_compile: bool = _opt(True, "kyutai engine: torch.compile moshi's fused layers (CUDA only)")
     cpu_threads: int = _opt(0, "whisper engine: CTranslate2 threads of the decoder (0: one per core)")
     whisper_interval_s: float = _opt(
         0.5, "whisper engine: re-decode the current utterance after this much new audio"
@@ -117,6 +122,7 @@ class Settings:
         yield self.fake_delay_frames >= 0, "fake_delay_frames must be >= 0"
         yield self.fake_step_ms >= 0, "fake_step_ms must be >= 0"
         yield self.fake_pause_frames >= 0, "fake_pause_frames must be >= 0"
+        yield 0 <= self.kyutai_pause_threshold <= 1, "kyutai_pause_threshold must be in 0..1"
         yield self.cpu_threads >= 0, "cpu_threads must be >= 0"
         yield self.whisper_interval_s > 0, "whisper_interval_s must be > 0"
         yield (

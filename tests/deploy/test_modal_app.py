@@ -34,8 +34,8 @@ pytestmark = pytest.mark.skipif(not modal.is_local(), reason="deploy/ is not shi
 ROOT = Path(__file__).resolve().parents[2]
 MODULE = ROOT / "deploy" / "modal_app.py"
 KEY = "stt_modal-test-key"
-EXTRAS = "dev"
-"""The image's extras in these tests: the default, `kyutai`, is defined by the engine's issue."""
+EXTRAS = "kyutai"
+"""The image's extras in these tests: the default, the Kyutai engine's."""
 
 Loader = Callable[..., ModuleType]
 

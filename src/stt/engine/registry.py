@@ -47,6 +47,30 @@ def _probe_fake(settings: Settings) -> Availability:
     return Availability(True, "built in; decodes the tone code of `stt tones`, not speech")
 
 
+def _build_kyutai(settings: Settings) -> Engine:
+    from stt.engine.kyutai import build
+    from stt.engine.kyutai_checkpoint import CheckpointError
+
+    try:
+        return build(
+            settings.model,
+            device=settings.device,
+            dtype=settings.dtype,
+            slots=settings.slots,
+            pause_threshold=settings.kyutai_pause_threshold,
+            cuda_graphs=settings.kyutai_cuda_graphs,
+            compile=settings.kyutai_compile,
+        )
+    except CheckpointError as exc:
+        raise EngineUnavailableError(f"engine 'kyutai' cannot load: {exc}") from exc
+
+
+def _probe_kyutai(settings: Settings) -> Availability:
+    from stt.engine.kyutai_checkpoint import probe
+
+    return Availability(*probe(settings.model))
+
+
 def _build_whisper(settings: Settings) -> Engine:
     from stt.engine.whisper import WhisperEngine, WhisperOptions, load_model
     from stt.engine.whisper_weights import WeightsError
@@ -78,6 +102,9 @@ def _probe_whisper(settings: Settings) -> Availability:
 
 ENGINES: dict[str, EngineSpec] = {
     "fake": EngineSpec("fake", "deterministic tone-code engine for tests and load", _build_fake, _probe_fake),
+    "kyutai": EngineSpec(
+        "kyutai", "Kyutai streaming STT (moshi): Mimi + LM, batched per frame", _build_kyutai, _probe_kyutai
+    ),
     "whisper": EngineSpec(
         "whisper", "embedded CPU Whisper (faster-whisper), English and French", _build_whisper, _probe_whisper
     ),

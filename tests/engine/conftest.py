@@ -1,0 +1,43 @@
+"""Kyutai engine fixtures: a tiny random checkpoint in the published layout, built once.
+
+CPU settings for moshi are set here, before torch or moshi is imported: no torch.compile
+(it needs a compiler and minutes) and one thread (conv1d is far slower with two here).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+KYUTAI_LIBS = all(importlib.util.find_spec(m) is not None for m in ("torch", "moshi", "sentencepiece"))
+SKIP_REASON = "torch/moshi/sentencepiece not installed (the kyutai extra + moshi --no-deps; `make setup`)"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Tiny stt-1b-en_fr-shaped model, random weights, 0.48 s delay, four pause heads."""
+    if not KYUTAI_LIBS:
+        pytest.skip(SKIP_REASON)
+    import torch
+
+    torch.set_num_threads(1)
+    from stt.engine.kyutai_random import write_checkpoint
+
+    yield write_checkpoint(tmp_path_factory.mktemp("tiny-stt"))
+
+
+@pytest.fixture(scope="session")
+def tiny_prefixed_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like tiny_checkpoint, with a silence prefix (as stt-2.6b-en has)."""
+    if not KYUTAI_LIBS:
+        pytest.skip(SKIP_REASON)
+    from stt.engine.kyutai_random import write_checkpoint
+
+    return write_checkpoint(tmp_path_factory.mktemp("tiny-stt-prefix"), silence_prefix_s=0.16, seed=1)
