@@ -20,7 +20,7 @@ import pytest
 from stt.audio import read_audio
 from stt.client import StreamResult, stream_audio
 from stt.constants import FRAME_SAMPLES
-from stt.engine.protocol import StepInput, StreamOptions, WordEvent
+from stt.engine.protocol import EngineEvent, PauseEvent, StepInput, StreamOptions, WordEvent
 from stt.engine.registry import EngineUnavailableError, build_engine
 from stt.engine.whisper import WhisperEngine, WhisperOptions, probe
 from stt.engine.whisper_weights import PACKAGED
@@ -246,3 +246,34 @@ def test_french_without_a_hint_is_not_translated_by_an_early_guess(engine: Whisp
             if not job.future.cancelled():
                 job.future.exception(timeout=30)
     assert wer("fr-01", " ".join(heard)) <= 0.2, heard
+
+
+def stream_awaited(engine: WhisperEngine, audio: npt.NDArray[np.float32]) -> list[EngineEvent]:
+    """Step `audio` through slot 0 as one stream, waiting for each decode (a fast CPU)."""
+    frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    events: list[EngineEvent] = []
+    for i, frame in enumerate(frames):
+        batch = StepInput(
+            np.array([0]),
+            frame[None, :],
+            np.array([i == 0]),
+            np.array([i == len(frames) - 1]),
+            [StreamOptions()],
+        )
+        events += engine.step(batch).events[0]
+        for job, _ in list(engine._slots[0].jobs):
+            if not job.future.cancelled():
+                job.future.exception(timeout=30)
+    return events
+
+
+def test_a_pause_follows_the_last_word_of_a_turn(engine: WhisperEngine) -> None:
+    assert engine.info.pause_events
+    silence = np.zeros(24_000, dtype=np.float32)
+    events = stream_awaited(engine, np.concatenate([clip("en-01"), silence]))
+    pauses = [i for i, e in enumerate(events) if isinstance(e, PauseEvent)]
+    words = [e for e in events if isinstance(e, WordEvent)]
+    assert len(pauses) == 1 and pauses[0] == len(events) - 1, events  # after every word
+    pause = events[pauses[0]]
+    assert isinstance(pause, PauseEvent) and words[-1].end_s <= pause.time_s <= words[-1].end_s + 1.5
+    assert stream_awaited(engine, np.concatenate([silence, silence])) == []  # no turn, no pause

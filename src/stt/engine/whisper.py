@@ -40,6 +40,7 @@ from stt.engine.decode_queue import DecodeQueue, Job
 from stt.engine.protocol import (
     EngineEvent,
     EngineInfo,
+    PauseEvent,
     StepInput,
     StepOutput,
     StreamOptions,
@@ -113,6 +114,8 @@ class _Utterance:
     silence: int = 0
     """Trailing samples of silence."""
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    pause_s: float | None = None
+    """Stream time at which silence ended the utterance (None: a flush or a cut ended it)."""
 
     def append(self, audio: npt.NDArray[np.float32]) -> None:
         self.chunks.append(audio)
@@ -156,6 +159,7 @@ class WhisperEngine(BaseEngine):
             delay_frames=round((2 * self._opts.interval_s + 0.5) / FRAME_SECONDS),
             flush_frames=1,  # a silent frame after the tail covers the resampler's delay
             languages=self._languages,
+            pause_events=True,
         )
         self._decoder = Decoder(model, self._languages, self._opts.context_s)
         self._vad_session = load_vad_session()
@@ -236,6 +240,7 @@ class WhisperEngine(BaseEngine):
         if utterance is None:
             return
         if utterance.silence >= self._opts.silence_s * VAD_RATE:
+            utterance.pause_s = slot.position / VAD_RATE
             self._end_utterance(index, slot)
         elif utterance.samples >= self._opts.window_s * VAD_RATE:
             self._cut(index, slot, utterance)
@@ -280,9 +285,13 @@ class WhisperEngine(BaseEngine):
         rest.agreement.sent.append(sent[-1])
         slot.utterance = rest
 
-    def _collect(self, slot: _Slot, *, wait: bool) -> list[WordEvent]:
-        """Words of finished decodes, in order; with `wait`, every final decode finishes now."""
-        out: list[WordEvent] = []
+    def _collect(self, slot: _Slot, *, wait: bool) -> list[EngineEvent]:
+        """Words of finished decodes, in order; with `wait`, every final decode finishes now.
+
+        An utterance that silence ended is followed by a PauseEvent once its last words are
+        out, so a voice agent that answers on Pause has heard the whole turn.
+        """
+        out: list[EngineEvent] = []
         while slot.jobs:
             job, utterance = slot.jobs[0]
             if not job.future.done():
@@ -306,6 +315,8 @@ class WhisperEngine(BaseEngine):
                 utterance.language = hypothesis.language  # later decodes skip detection
             if job.final:
                 out.extend(utterance.agreement.finish(hypothesis.words))
+                if utterance.pause_s is not None and utterance.agreement.sent:
+                    out.append(PauseEvent(utterance.pause_s, 1.0))
             elif utterance is slot.utterance and hypothesis.language_sure:
                 # an unsure language may be wrong (Whisper then translates): not a word of it
                 out.extend(utterance.agreement.update(hypothesis.words))
