@@ -71,7 +71,7 @@ def _letters(n: int, width: int) -> str:
 
 def stream_text(i: int, seconds: float) -> str:
     """Four-letter words (5 frames with the gap) filling `seconds`, unique to text i % 64."""
-    words = max(1, int(seconds / (5 * 0.08)) - 2)
+    words = max(1, int((seconds - 0.08) / (5 * 0.08)))
     return " ".join(_letters(i % _TEXTS, 2) + _letters(k, 2) for k in range(words))
 
 
@@ -340,7 +340,8 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         profiler = _profile(server.pid, level, args)
         # CPU over the steady part: after the starts have spread, until the first stream ends
         window_start = time.monotonic() + args.chunk_ms / 1000 + 0.5
-        window_end = time.monotonic() + args.seconds - 0.5
+        audio_s = (1 + 5 * len(stream_text(0, args.seconds).split())) * 0.08
+        window_end = time.monotonic() + audio_s - 0.3
         cpu0 = cpu1 = None
         rss_peak = rss_idle
         results: list[dict[str, Any]] = []
