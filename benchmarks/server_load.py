@@ -102,6 +102,7 @@ class LoadPlan:
     chunk_ms: int
     delay_frames: int
     connect_timeout_s: float
+    deflate: bool = False
 
 
 async def _run_stream(
@@ -173,7 +174,11 @@ async def _load(plan: LoadPlan, control: Connection) -> list[StreamOutcome]:
         async with gate:
             try:
                 ws = await connect(
-                    plan.url, max_size=None, ping_interval=None, compression=None, open_timeout=60
+                    plan.url,
+                    max_size=None,
+                    ping_interval=None,
+                    compression="deflate" if plan.deflate else None,
+                    open_timeout=60,
                 )
                 ready = json.loads(await asyncio.wait_for(ws.recv(), plan.connect_timeout_s))
                 if ready.get("type") != "Ready":
@@ -322,6 +327,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
                 args.chunk_ms,
                 args.delay_frames,
                 connect_timeout_s=60,
+                deflate=args.deflate,
             )
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_load_process, args=(plan, child), daemon=True)
@@ -460,6 +466,9 @@ def main() -> int:
     parser.add_argument("--p99-max-ms", type=float, default=50.0, help="pass bound on p99 added latency")
     parser.add_argument("--streams-per-proc", type=int, default=500, help="streams per load process")
     parser.add_argument("--max-procs", type=int, default=4, help="load processes at most")
+    parser.add_argument(
+        "--deflate", action="store_true", help="clients offer permessage-deflate (browsers do)"
+    )
     parser.add_argument("--keep-going", action="store_true", help="run every level even after a failure")
     parser.add_argument("--json-out", type=Path, default=Path("server_load.json"))
     parser.add_argument("--profile-dir", type=Path, default=None, help="py-spy the server into this dir")
