@@ -4,7 +4,8 @@ For each concurrency level a fresh `stt serve --engine fake` runs in its own pro
 fake engine's step cost is `--step-ms`, slept outside the GIL like a GPU step) and load
 processes (multiprocessing, asyncio + websockets) open that many streams, then stream
 tone-coded audio paced in real time (`--chunk-ms` chunks, each sent when its audio "has
-been recorded"; stream starts are spread over one chunk so the load is smooth).
+been recorded"; stream starts are spread over one chunk so the load is smooth, and their
+lengths over 2 s so they do not all end at once).
 
 Per level it reports:
 - streams sustained: streams that finished with a complete Final, no error, and exactly the
@@ -69,10 +70,17 @@ def _letters(n: int, width: int) -> str:
     return out
 
 
+_END_SPREAD_WORDS = 6
+"""Text k is k % 6 words (0.4 s each) longer than the shortest, so streams end over 2 s:
+1000 streams all closing within one chunk period is a burst no real service sees."""
+
+
 def stream_text(i: int, seconds: float) -> str:
-    """Four-letter words (5 frames with the gap) filling `seconds`, unique to text i % 64."""
-    words = max(1, int((seconds - 0.08) / (5 * 0.08)))
-    return " ".join(_letters(i % _TEXTS, 2) + _letters(k, 2) for k in range(words))
+    """Four-letter words (5 frames with the gap) for about `seconds` (plus up to 2 s),
+    unique to text i % 64."""
+    k = i % _TEXTS
+    words = max(1, int((seconds - 0.08) / (5 * 0.08))) + k % _END_SPREAD_WORDS
+    return " ".join(_letters(k, 2) + _letters(n, 2) for n in range(words))
 
 
 # -- the load processes -----------------------------------------------------------------------
