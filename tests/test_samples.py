@@ -50,7 +50,7 @@ def in_dir(tmp_path: Path) -> Path:
 
 def test_prepare_converts_every_format_and_writes_the_manifest(in_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = prepare(in_dir, out, reference=engine_reference("fake", None), lang="en", progress=None)
+    result = prepare(in_dir, out, reference=engine_reference("fake"), lang="en", progress=None)
     rows = {row["id"]: row for row in read_manifest(out / "manifest.jsonl")}
     assert set(rows) == {"hello", "sub-talk", "coded"}
     assert rows["hello"]["ref_text"] == "Hello there."
@@ -74,11 +74,11 @@ def test_rerun_skips_unchanged_files_and_redoes_changed_ones(in_dir: Path, tmp_p
     calls: list[list[Path]] = []
 
     def build() -> ReferenceEngine:
-        inner = engine_reference("fake", None)()
+        inner = engine_reference("fake")()
 
-        def transcribe(paths: Sequence[Path]) -> list[str]:
+        def transcribe(paths: Sequence[Path], lang: str | None) -> list[str]:
             calls.append(list(paths))
-            return inner(paths)
+            return inner(paths, lang)
 
         return transcribe
 
@@ -99,7 +99,7 @@ def test_rerun_skips_unchanged_files_and_redoes_changed_ones(in_dir: Path, tmp_p
 
 def test_without_a_usable_reference_engine_those_files_are_skipped(in_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = prepare(in_dir, out, reference=engine_reference("no-such-engine", None), progress=None)
+    result = prepare(in_dir, out, reference=engine_reference("no-such-engine"), progress=None)
     assert {row.id for row in result.rows} == {"hello", "sub-talk"}
     reasons = {Path(s.source).name: s.reason for s in result.skipped}
     assert "no-such-engine" in reasons["coded.flac"] and "sidecar" in reasons["coded.flac"]

@@ -203,7 +203,7 @@ def _samples(args: argparse.Namespace) -> int:
         result = prepare(
             args.in_dir,
             args.out_dir,
-            reference=engine_reference(args.engine, args.lang),
+            reference=engine_reference(args.engine),
             lang=args.lang,
             workers=args.workers,
         )

@@ -65,8 +65,9 @@ class PrepareResult:
     manifest: Path
 
 
-ReferenceEngine = Callable[[Sequence[Path]], list[str]]
-"""Transcribes 24 kHz WAV files, one reference text each (built only when a sidecar is missing)."""
+ReferenceEngine = Callable[[Sequence[Path], str | None], list[str]]
+"""Transcribes 24 kHz WAV files in a language (None: the engine decides), one text each; built
+only when a sidecar is missing."""
 
 
 def ffmpeg_exe() -> str:
@@ -252,7 +253,7 @@ def _transcribe_missing(
     for jid in need_text:  # one at a time: the bar moves, and a failure costs one file
         job, wav = converted[jid]
         try:
-            job.ref_text = engine([wav])[0].strip()
+            job.ref_text = engine([wav], job.lang)[0].strip()
         except (RuntimeError, ValueError) as exc:
             converted.pop(jid)
             skipped.append(Skipped(str(job.source), f"reference engine failed: {exc}"))
@@ -260,18 +261,24 @@ def _transcribe_missing(
     bar.close()
 
 
-def engine_reference(name: str, lang: str | None) -> Callable[[], ReferenceEngine]:
-    """A reference transcriber from the engine registry, built on first use."""
+def engine_reference(name: str) -> Callable[[], ReferenceEngine]:
+    """A reference transcriber from the engine registry (other settings such as STT_MODEL and
+    STT_DEVICE from the environment), built on first use."""
 
     def build() -> ReferenceEngine:
         from stt.audio import read_audio
         from stt.config import Settings
+        from stt.engine.base import BaseEngine
+        from stt.engine.protocol import StreamOptions
         from stt.engine.registry import build_engine
 
-        engine = build_engine(Settings.from_env({}, engine=name))
+        engine = build_engine(Settings.from_env(engine=name))
 
-        def transcribe(paths: Sequence[Path]) -> list[str]:
-            return engine.transcribe_batch([read_audio(p) for p in paths])
+        def transcribe(paths: Sequence[Path], lang: str | None) -> list[str]:
+            audio = [read_audio(p) for p in paths]
+            if isinstance(engine, BaseEngine):
+                return engine.transcribe_batch(audio, StreamOptions(language=lang))
+            return engine.transcribe_batch(audio)
 
         return transcribe
 

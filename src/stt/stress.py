@@ -39,6 +39,8 @@ class Sample:
 
 def load_manifest(path: Path) -> list[Sample]:
     """Samples of a manifest.jsonl; audio paths are relative to the manifest's directory."""
+    if not path.is_file():
+        raise ValueError(f"manifest {path} does not exist (make one with `stt samples prepare`)")
     samples = []
     for n, row in enumerate(read_manifest(path), 1):
         try:
