@@ -422,6 +422,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         "rss_per_stream_kib": round((rss_peak - rss_idle) * 1024 / level, 1),
         "client_lag_p99_ms": _ms(_pct(lags, 99)),
         "errors": errors,
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "added_p99_ms_by_second": {t: _ms(_pct(v, 99)) for t, v in sorted(by_second.items())},
     }
     p99 = row["added_p99_ms"]
@@ -451,13 +452,14 @@ def _table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{fmt(r['latency_p50_ms'])} / {fmt(r['latency_p99_ms'])} | "
         f"{fmt(r['added_p50_ms'])} / {fmt(r['added_p99_ms'])} | {fmt(r['server_cpu_pct'], '%')} | "
         f"{fmt(r['cpu_per_stream_pct'], '%')} | {fmt(r['rss_per_stream_kib'], ' KiB')} | "
-        f"{fmt(r['client_lag_p99_ms'], ' ms')} | {'pass' if r['passed'] else 'FAIL'} |"
+        f"{fmt(r['client_lag_p99_ms'], ' ms')} | {r['load_avg_1m']} | {'pass' if r['passed'] else 'FAIL'} |"
         for r in rows
     ]
     note = (
         f"\nfake engine: step {args.step_ms:g} ms, delay {args.delay_frames} frames; "
         f"{args.seconds:g} s streams in {args.chunk_ms} ms chunks; pass = all sustained, "
-        f"nothing lost, p99 added <= {args.p99_max_ms:g} ms; {os.cpu_count()} CPUs\n"
+        f"nothing lost, p99 added <= {args.p99_max_ms:g} ms; {os.cpu_count()} CPUs (load avg: the "
+        "whole machine's, 1 min, at the level's end)\n"
     )
     return head + "\n".join(lines) + "\n" + note
 
