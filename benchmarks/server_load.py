@@ -20,6 +20,8 @@ Per level it reports:
   emitted by the end-of-stream flush are not counted (they wait for no audio);
 - CPU per stream: the server process's CPU time (/proc) over the streaming window, per
   stream, in % of one core; memory per stream: peak RSS minus RSS before the streams came;
+- loop starved: share of that window the server's event-loop thread was ready to run but
+  waited for a CPU (/proc/PID/schedstat): other processes on the machine, not the server;
 - dropped or reordered frames (streams whose words are wrong; must be 0), client send lag
   (the load processes falling behind their own schedule invalidates a level).
 
@@ -241,6 +243,14 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
 
 
+def _run_delay_s(pid: int) -> float:
+    """Time the server's event-loop thread spent runnable but waiting for a CPU (schedstat)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 def _proc_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -357,6 +367,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         audio_s = (1 + 5 * len(stream_text(0, args.seconds).split())) * 0.08
         window_end = time.monotonic() + audio_s - 0.3
         cpu0 = cpu1 = None
+        wait0 = wait1 = float("nan")
         rss_peak = rss_idle
         results: list[dict[str, Any]] = []
         pending = list(workers)
@@ -364,8 +375,10 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
             now = time.monotonic()
             if cpu0 is None and now >= window_start:
                 cpu0 = (now, _proc_cpu_s(server.pid))
+                wait0 = _run_delay_s(server.pid)
             if cpu1 is None and cpu0 is not None and now >= window_end:
                 cpu1 = (now, _proc_cpu_s(server.pid))
+                wait1 = _run_delay_s(server.pid)
             rss_peak = max(rss_peak, _proc_rss_mib(server.pid))
             for item in list(pending):
                 proc, pipe = item
@@ -387,9 +400,10 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
     # the engine's own compute: the steps the releasing frame needed, at the measured mean step time
     added = [a - n * step_mean_s for o in outcomes for a, n in zip(o.latency_s, o.steps_needed, strict=True)]
     lags = [o.send_lag_max_s for o in outcomes]
-    cpu_pct = None
+    cpu_pct = starved_pct = None
     if cpu0 is not None and cpu1 is not None and cpu1[0] > cpu0[0]:
         cpu_pct = 100 * (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0])
+        starved_pct = 100 * (wait1 - wait0) / (cpu1[0] - cpu0[0])
     errors: dict[str, int] = {}
     for o in outcomes:
         if o.error:
@@ -423,6 +437,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         "client_lag_p99_ms": _ms(_pct(lags, 99)),
         "errors": errors,
         "load_avg_1m": round(os.getloadavg()[0], 2),
+        "loop_starved_pct": None if starved_pct is None else round(starved_pct, 1),
         "added_p99_ms_by_second": {t: _ms(_pct(v, 99)) for t, v in sorted(by_second.items())},
     }
     p99 = row["added_p99_ms"]
@@ -452,14 +467,16 @@ def _table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{fmt(r['latency_p50_ms'])} / {fmt(r['latency_p99_ms'])} | "
         f"{fmt(r['added_p50_ms'])} / {fmt(r['added_p99_ms'])} | {fmt(r['server_cpu_pct'], '%')} | "
         f"{fmt(r['cpu_per_stream_pct'], '%')} | {fmt(r['rss_per_stream_kib'], ' KiB')} | "
-        f"{fmt(r['client_lag_p99_ms'], ' ms')} | {r['load_avg_1m']} | {'pass' if r['passed'] else 'FAIL'} |"
+        f"{fmt(r['client_lag_p99_ms'], ' ms')} | {fmt(r['loop_starved_pct'], '%')} | "
+        f"{r['load_avg_1m']} | {'pass' if r['passed'] else 'FAIL'} |"
         for r in rows
     ]
     note = (
         f"\nfake engine: step {args.step_ms:g} ms, delay {args.delay_frames} frames; "
         f"{args.seconds:g} s streams in {args.chunk_ms} ms chunks; pass = all sustained, "
-        f"nothing lost, p99 added <= {args.p99_max_ms:g} ms; {os.cpu_count()} CPUs (load avg: the "
-        "whole machine's, 1 min, at the level's end)\n"
+        f"nothing lost, p99 added <= {args.p99_max_ms:g} ms; {os.cpu_count()} CPUs (loop starved: share "
+        "of the time the server's event loop was runnable but waiting for a CPU; load avg: the whole "
+        "machine's, 1 min, at the level's end)\n"
     )
     return head + "\n".join(lines) + "\n" + note
 
