@@ -126,3 +126,10 @@ def test_tone_sets_have_words_unique_to_each_clip(tmp_path: Path) -> None:
     assert [r["id"] for r in manifest] == [r.id for r in rows]
     audio = [read_audio(tmp_path / r.wav24k_path) for r in rows]
     assert FakeEngine(slots=3).transcribe_batch(audio) == [r.ref_text for r in rows]
+
+
+def test_an_output_directory_inside_the_input_is_not_read_back(in_dir: Path) -> None:
+    out = in_dir / "samples"
+    prepare(in_dir, out, reference=engine_reference("fake"), progress=None)
+    again = prepare(in_dir, out, reference=engine_reference("fake"), progress=None)
+    assert {row.id for row in again.rows} == {"hello", "sub-talk", "coded"} and again.converted == 0

@@ -111,8 +111,16 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def find_audio(in_dir: Path) -> list[Path]:
-    return sorted(p for p in in_dir.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+def find_audio(in_dir: Path, exclude: Path | None = None) -> list[Path]:
+    """Audio files under `in_dir`, except under `exclude` (an output directory inside it)."""
+    skip = exclude.resolve() if exclude is not None else None
+    return sorted(
+        p
+        for p in in_dir.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in AUDIO_SUFFIXES
+        and (skip is None or not p.resolve().is_relative_to(skip))
+    )
 
 
 def sample_ids(sources: Sequence[Path], in_dir: Path) -> list[str]:
@@ -167,7 +175,7 @@ def prepare(
     """
     if not in_dir.is_dir():
         raise SamplesError(f"input directory {in_dir} does not exist")
-    sources = find_audio(in_dir)
+    sources = find_audio(in_dir, exclude=out_dir)
     if not sources:
         raise SamplesError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {in_dir}")
     out_dir.mkdir(parents=True, exist_ok=True)
