@@ -62,7 +62,8 @@ def test_refused_streams_are_reported_as_errors(tone_manifest: Path) -> None:
         report = asyncio.run(run_stress(options, samples))
     failed = report.failed
     assert len(failed) == 3  # two slots: the other three get over_capacity
-    assert all(s.error is not None and "over_capacity" in s.error for s in failed)
+    assert all(s.error is not None and "over_capacity" in s.error and not s.connected for s in failed)
+    assert report.corpus.wer == 0.0  # refused streams are failures, not recognition errors
 
 
 def _result(messages: list[tuple[dict[str, object], float]], sent: list[tuple[float, float]]) -> StreamResult:

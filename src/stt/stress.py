@@ -93,6 +93,8 @@ class StreamReport:
     final_status: str | None = None
     close_code: int | None = None
     error: str | None = None
+    connected: bool = True
+    """False when the stream was refused or broke off (no transcript to score)."""
     failures: list[str] = field(default_factory=list)
 
     @property
@@ -166,11 +168,9 @@ async def run_stress(options: StressOptions, samples: Sequence[Sample]) -> Stres
                     headers=options.headers,
                     final_timeout_s=options.final_timeout_s,
                 )
-            except (
-                OSError,
-                TimeoutError,
-                WebSocketException,
-            ) as exc:  # refused, reset, HTTP error status, timeout
+            # refused, reset, an HTTP error status, no Final in time
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                report.connected = False
                 report.error = f"{type(exc).__name__}: {exc}"
                 report.failures.append(f"connection: {report.error}")
                 return report
@@ -181,9 +181,7 @@ async def run_stress(options: StressOptions, samples: Sequence[Sample]) -> Stres
     started = time.perf_counter()
     reports = await asyncio.gather(*(one(i, s) for i, s in enumerate(chosen)))
     wall = time.perf_counter() - started
-    corpus = sum(
-        (word_errors(r.reference, r.transcript, r.lang) for r in reports if r.error is None), WerStats()
-    )
+    corpus = sum((word_errors(r.reference, r.transcript, r.lang) for r in reports if r.connected), WerStats())
     return StressReport(options, list(reports), wall, corpus)
 
 
@@ -196,6 +194,7 @@ def check_stream(
 ) -> None:
     """Fill `report` from what the stream received and list why it fails, if it does."""
     report.close_code = result.close_code
+    report.connected = result.ready is not None  # refused streams have no transcript to score
     error = result.error
     if error is not None:
         report.error = f"{error.get('code')}: {error.get('message')}"
