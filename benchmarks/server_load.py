@@ -454,8 +454,9 @@ def _ms(seconds: float | None) -> float | None:
 def _table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     head = (
         "| streams | sustained | wrong streams | step ms (rows) | word latency p50 / p99 ms | "
-        "added p50 / p99 ms | server CPU | CPU / stream | RSS / stream | client lag p99 | result |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "added p50 / p99 ms | server CPU | CPU / stream | RSS / stream | client lag p99 | "
+        "loop starved | load avg | result |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
 
     def fmt(value: Any, unit: str = "") -> str:
