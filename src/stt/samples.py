@@ -73,7 +73,7 @@ only when a sidecar is missing."""
 def ffmpeg_exe() -> str:
     """The ffmpeg binary of the imageio-ffmpeg wheel (or IMAGEIO_FFMPEG_EXE)."""
     try:
-        import imageio_ffmpeg
+        import imageio_ffmpeg  # type: ignore[import-untyped]  # ships no type information
     except ImportError:
         raise SamplesError(
             "ffmpeg is needed to convert audio: install the pinned imageio-ffmpeg (`make setup`)"
