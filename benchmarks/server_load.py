@@ -243,6 +243,19 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
 
 
+def _threads_cpu_s(pid: int) -> dict[str, float]:
+    """CPU seconds of the event loop (the main thread) and of the other threads (the engine's)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        name = "event_loop" if task.name == str(pid) else "other_threads"
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    return out
+
+
 def _run_delay_s(pid: int) -> float:
     """Time the server's event-loop thread spent runnable but waiting for a CPU (schedstat)."""
     try:
@@ -368,6 +381,8 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         window_end = time.monotonic() + audio_s - 0.3
         cpu0 = cpu1 = None
         wait0 = wait1 = float("nan")
+        threads0: dict[str, float] = {}
+        threads1: dict[str, float] = {}
         rss_peak = rss_idle
         results: list[dict[str, Any]] = []
         pending = list(workers)
@@ -376,9 +391,11 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
             if cpu0 is None and now >= window_start:
                 cpu0 = (now, _proc_cpu_s(server.pid))
                 wait0 = _run_delay_s(server.pid)
+                threads0 = _threads_cpu_s(server.pid)
             if cpu1 is None and cpu0 is not None and now >= window_end:
                 cpu1 = (now, _proc_cpu_s(server.pid))
                 wait1 = _run_delay_s(server.pid)
+                threads1 = _threads_cpu_s(server.pid)
             rss_peak = max(rss_peak, _proc_rss_mib(server.pid))
             for item in list(pending):
                 proc, pipe = item
@@ -401,9 +418,15 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
     added = [a - n * step_mean_s for o in outcomes for a, n in zip(o.latency_s, o.steps_needed, strict=True)]
     lags = [o.send_lag_max_s for o in outcomes]
     cpu_pct = starved_pct = None
+    thread_pct: dict[str, float] = {}
     if cpu0 is not None and cpu1 is not None and cpu1[0] > cpu0[0]:
         cpu_pct = 100 * (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0])
         starved_pct = 100 * (wait1 - wait0) / (cpu1[0] - cpu0[0])
+        thread_pct = {
+            name: round(100 * (t - threads0.get(name, 0.0)) / (cpu1[0] - cpu0[0]), 1)
+            for name, t in threads1.items()
+            if t > threads0.get(name, 0.0)
+        }
     errors: dict[str, int] = {}
     for o in outcomes:
         if o.error:
@@ -430,6 +453,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         "added_p99_ms": _ms(_pct(added, 99)),
         "added_max_ms": _ms(max(added) if added else None),
         "server_cpu_pct": None if cpu_pct is None else round(cpu_pct, 1),
+        "server_cpu_pct_by_thread": thread_pct,
         "cpu_per_stream_pct": None if cpu_pct is None else round(cpu_pct / level, 3),
         "rss_idle_mib": round(rss_idle, 1),
         "rss_peak_mib": round(rss_peak, 1),
