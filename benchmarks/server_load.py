@@ -286,6 +286,7 @@ def serve(level: int, args: argparse.Namespace) -> Any:
         "--connect-rate-per-s=0",
         "--max-messages-per-s=0",
         "--idle-timeout-s=300",
+        "--drain-grace-s=1",
         "--log-level=warning",
     ]
     proc = subprocess.Popen([sys.executable, "-m", "stt.cli", "serve", *flags], env=env)

@@ -156,3 +156,24 @@ def test_manifest_errors_are_clear(tmp_path: Path) -> None:
     manifest.write_text('{"id": "a"}\n')
     with pytest.raises(ValueError, match="bad manifest row"):
         load_manifest(manifest)
+
+
+def test_cross_talk_tolerance_is_configurable() -> None:
+    from stt.stress import StreamReport
+
+    def check(minimum: int) -> StreamReport:
+        report = StreamReport(0, "x", "en", "one two")
+        result = _result(
+            [
+                ({"type": "Ready"}, 0.0),
+                ({"type": "Final", "transcript": "one five", "status": "complete"}, 1.0),
+            ],
+            [(0.5, 0.1)],
+        )
+        check_stream(report, result, {"one", "two"}, {"five", "six"}, None, minimum)
+        return report
+
+    assert check(1).cross_talk == ["five"] and not check(1).passed
+    assert check(2).cross_talk == ["five"] and check(2).passed  # reported, tolerated
+    with pytest.raises(ValueError, match="cross_talk_min"):
+        StressOptions("ws://x", cross_talk_min=0)

@@ -114,6 +114,12 @@ def _add_stress_parser(sub: Any) -> None:
     stress.add_argument("--chunk-ms", type=int, default=480, help="chunk size in ms (default 480)")
     stress.add_argument("--realtime", action="store_true", help="pace every stream in real time")
     stress.add_argument("--wer-max", type=float, default=None, help="fail a stream above this WER")
+    stress.add_argument(
+        "--cross-talk-min",
+        type=int,
+        default=1,
+        help="foreign words (only in other streams' references) that fail a stream (default 1)",
+    )
     stress.add_argument("--eos", action="store_true", help="end streams with the 3-byte EOS message")
     stress.add_argument("--no-language", action="store_true", help="do not send the manifest's language")
     stress.add_argument("--json-out", type=Path, default=None, help="write the full report as JSON")
@@ -226,6 +232,7 @@ def _stress(args: argparse.Namespace) -> int:
         chunk_ms=args.chunk_ms,
         realtime=args.realtime,
         wer_max=args.wer_max,
+        cross_talk_min=args.cross_talk_min,
         end_marker="EOS" if args.eos else "CloseStream",
         send_language=not args.no_language,
         headers={"Authorization": f"Bearer {client.api_key}"} if client.api_key else None,
