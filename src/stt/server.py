@@ -336,8 +336,9 @@ GC_THRESHOLDS = (20_000, 50, 100)
 """Python's defaults (700, 10, 10) make the collector walk every open stream's objects every
 few seconds: at 1000 streams a full collection took 60-210 ms and a middle one up to 65 ms,
 during which no stream got a word (benchmarks/server_load.py: p99 added latency 260-520 ms).
-With the startup objects frozen and these thresholds, young collections take a few ms and a
-full one comes every few minutes at that load, so cyclic garbage is still reclaimed."""
+With the startup objects frozen and these thresholds, a 20 s run at 1000 streams saw only
+young collections (15, under 1 ms each on an idle CPU); older generations are still collected
+once enough objects survive, so cyclic garbage is still reclaimed."""
 
 
 def quiet_gc() -> None:
