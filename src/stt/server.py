@@ -338,8 +338,7 @@ few seconds: at 1000 streams a full collection took 60-210 ms and a middle one u
 during which no stream got a word (benchmarks/server_load.py: p99 added latency 260-520 ms).
 With the startup objects frozen and these thresholds, a 20 s run at 1000 streams saw only
 15 young collections (one over 20 000 objects takes about 0.4 ms on an idle CPU); older
-generations are still collected
-once enough objects survive, so cyclic garbage is still reclaimed."""
+generations are still collected once enough objects survive, so cyclic garbage is reclaimed."""
 
 
 def quiet_gc() -> None:
