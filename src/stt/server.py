@@ -337,11 +337,11 @@ GC_THRESHOLDS = (20_000, 50, 100)
 few seconds: at 1000 streams a full collection took 60-210 ms and a middle one up to 65 ms,
 during which no stream got a word (benchmarks/server_load.py: p99 added latency 260-520 ms).
 With the startup objects frozen and these thresholds, a 20 s run at 1000 streams saw only
-15 young collections (one over 20 000 objects takes about 0.4 ms on an idle CPU); older
-generations are still collected once enough objects survive (a full collection every 100
-million allocations at most), so cyclic garbage is reclaimed, later: a 3-minute
-benchmarks/soak.py run grew from 74 to 83 MiB with these settings against 75 to 76 without
-(gen1/gen2 thresholds of 10 kept memory flat but brought back a 116 ms middle collection)."""
+15 young collections (one over 20 000 objects takes about 0.4 ms on an idle CPU). Older
+generations are still collected (a full collection is considered once per 100 million net
+allocations), so cyclic garbage is reclaimed, only later: a 3-minute benchmarks/soak.py run
+grew from 74 to 83 MiB with these settings against 75 to 76 without (gen1/gen2 thresholds
+of 10 kept memory flat but brought back a 116 ms middle collection)."""
 
 
 def quiet_gc() -> None:
