@@ -339,9 +339,9 @@ during which no stream got a word (benchmarks/server_load.py: p99 added latency 
 With the startup objects frozen and these thresholds, a 20 s run at 1000 streams saw only
 15 young collections (one over 20 000 objects takes about 0.4 ms on an idle CPU). Older
 generations are still collected (a full collection is considered once per 100 million net
-allocations), so cyclic garbage is reclaimed, only later: a 3-minute benchmarks/soak.py run
-grew from 74 to 83 MiB with these settings against 75 to 76 without (gen1/gen2 thresholds
-of 10 kept memory flat but brought back a 116 ms middle collection)."""
+allocations), so cyclic garbage is reclaimed, only later: a 10-minute benchmarks/soak.py run
+levelled off at 84 MiB where the defaults stay at 76 (gen1/gen2 thresholds of 10 kept memory
+flat but brought back a 116 ms middle collection)."""
 
 
 def quiet_gc() -> None:
