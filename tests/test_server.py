@@ -377,3 +377,18 @@ def test_upload_too_large() -> None:
         response = client.post("/v1/audio/transcriptions", files={"file": ("x.wav", wav_bytes("too long"))})
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
+
+
+def test_quiet_gc_freezes_startup_objects_and_raises_the_thresholds() -> None:
+    import gc
+
+    from stt.server import GC_THRESHOLDS, quiet_gc
+
+    before = gc.get_threshold()
+    try:
+        quiet_gc()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 1000  # imports and the app no longer walked by every collection
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -1,4 +1,4 @@
-"""The `stt` command: serve, transcribe, engines, tones.
+"""The `stt` command: serve, transcribe, engines, keys, tones, samples, stress.
 
 Parsing is kept apart from doing (as in uvicorn: CLI -> Settings -> server). Every server
 setting is a flag and an `STT_*` environment variable; flags win.
@@ -79,7 +79,51 @@ def build_parser() -> argparse.ArgumentParser:
     tones = sub.add_parser("tones", help="write a tone-coded WAV that the fake engine transcribes")
     tones.add_argument("text", help="words to encode (letters, digits and apostrophes)")
     tones.add_argument("-o", "--output", type=Path, required=True, help="output WAV path")
+
+    _add_samples_parser(sub)
+    _add_stress_parser(sub)
     return parser
+
+
+def _add_samples_parser(sub: Any) -> None:
+    samples = sub.add_parser("samples", help="build sample sets (24 kHz WAV + reference text + manifest)")
+    samples_sub = samples.add_subparsers(dest="samples_command", required=True)
+    prepare = samples_sub.add_parser(
+        "prepare", help="convert any audio to 24 kHz mono WAV with references and manifest.jsonl"
+    )
+    prepare.add_argument("--in-dir", type=Path, required=True, help="directory of audio files (recursive)")
+    prepare.add_argument("--out-dir", type=Path, default=Path("samples"), help="output (default samples)")
+    prepare.add_argument(
+        "--engine",
+        default="whisper",
+        help="reference engine for files without a sidecar .txt (default whisper; see `stt engines`)",
+    )
+    prepare.add_argument("--lang", default=None, help="language of files without a sidecar .lang")
+    prepare.add_argument("--workers", type=int, default=4, help="parallel conversions (default 4)")
+    tone_set = samples_sub.add_parser("tones", help="write a tone-coded set the fake engine transcribes")
+    tone_set.add_argument("--out-dir", type=Path, required=True, help="output directory")
+    tone_set.add_argument("--count", type=int, default=20, help="number of clips (default 20)")
+
+
+def _add_stress_parser(sub: Any) -> None:
+    stress = sub.add_parser("stress", help="many concurrent streams from a manifest, each checked")
+    _add_settings_flags(stress, ClientSettings)
+    stress.add_argument("--manifest", type=Path, required=True, help="manifest.jsonl (stt samples)")
+    stress.add_argument("--concurrency", type=int, default=10, help="streams at once (default 10)")
+    stress.add_argument("--streams", type=int, default=None, help="streams in all (default: concurrency)")
+    stress.add_argument("--chunk-ms", type=int, default=480, help="chunk size in ms (default 480)")
+    stress.add_argument("--realtime", action="store_true", help="pace every stream in real time")
+    stress.add_argument("--wer-max", type=float, default=None, help="fail a stream above this WER")
+    stress.add_argument(
+        "--cross-talk-min",
+        type=int,
+        default=1,
+        help="foreign words (only in other streams' references) that fail a stream (default 1)",
+    )
+    stress.add_argument("--eos", action="store_true", help="end streams with the 3-byte EOS message")
+    stress.add_argument("--no-language", action="store_true", help="do not send the manifest's language")
+    stress.add_argument("--json-out", type=Path, default=None, help="write the full report as JSON")
+    stress.add_argument("--quiet", action="store_true", help="print only the summary, not every stream")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -95,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _tones(args)
         if args.command == "keys":
             return _keys(args)
+        if args.command == "samples":
+            return _samples(args)
+        if args.command == "stress":
+            return _stress(args)
     except ValueError as exc:  # invalid settings or input: one clear line, no traceback
         print(f"stt: error: {exc}", file=sys.stderr)
         return 2
@@ -148,6 +196,52 @@ def _tones(args: argparse.Namespace) -> int:
     write_wav(args.output, audio)
     print(f"wrote {args.output} ({audio.size / SAMPLE_RATE:.2f} s)")
     return 0
+
+
+def _samples(args: argparse.Namespace) -> int:
+    from stt.samples import SamplesError, engine_reference, prepare, summary_lines, write_tone_set
+
+    if args.samples_command == "tones":
+        rows = write_tone_set(args.out_dir, args.count)
+        print(f"wrote {len(rows)} tone-coded clips and {args.out_dir / 'manifest.jsonl'}")
+        return 0
+    try:
+        result = prepare(
+            args.in_dir,
+            args.out_dir,
+            reference=engine_reference(args.engine),
+            lang=args.lang,
+            workers=args.workers,
+        )
+    except SamplesError as exc:
+        print(f"stt: error: {exc}", file=sys.stderr)
+        return 3
+    for line in summary_lines(result):
+        print(line)
+    return 0
+
+
+def _stress(args: argparse.Namespace) -> int:
+    from stt.stress import StressOptions, load_manifest, print_report, run_stress
+
+    client = ClientSettings.from_env(**_settings_overrides(args, ClientSettings))
+    options = StressOptions(
+        url=client.url,
+        concurrency=args.concurrency,
+        streams=args.streams,
+        chunk_ms=args.chunk_ms,
+        realtime=args.realtime,
+        wer_max=args.wer_max,
+        cross_talk_min=args.cross_talk_min,
+        end_marker="EOS" if args.eos else "CloseStream",
+        send_language=not args.no_language,
+        headers={"Authorization": f"Bearer {client.api_key}"} if client.api_key else None,
+    )
+    report = asyncio.run(run_stress(options, load_manifest(args.manifest)))
+    print_report(report, sys.stdout, per_stream=not args.quiet)
+    if args.json_out is not None:
+        args.json_out.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
+    return 0 if report.passed else 1
 
 
 class _LiveLine:
