@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -166,6 +167,9 @@ class WhisperEngine(BaseEngine):
         self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(self.decode, name="whisper-decode")
         self._generation = 0
         self._slots = [self._new_slot(None) for _ in range(self._opts.slots)]
+        # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
+        # them as leaks otherwise), also when a caller never closes the engine
+        weakref.finalize(self, self._slots.clear)
 
     @property
     def info(self) -> EngineInfo:
@@ -183,7 +187,7 @@ class WhisperEngine(BaseEngine):
 
     def close(self) -> None:
         self._queue.close()
-        self._slots = []
+        self._slots.clear()
 
     # -- the step: cheap per row; decodes run on the worker ---------------------------------
 
