@@ -13,7 +13,7 @@ CHECKED := src tests benchmarks deploy
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,deploy,kyutai]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,deploy,kyutai,cpu]'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $$($(BIN)/python -c \
 		'import tomllib; print(" ".join(tomllib.load(open("pyproject.toml", "rb"))["tool"]["stt"]["no-deps"]))')
 	touch $(STAMP)

@@ -18,7 +18,7 @@ STT = [sys.executable, "-m", "stt.cli"]
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """`stt serve` in its own process; yields the WebSocket URL."""
-    with serve_process("--slots", "4") as (_, port):
+    with serve_process("--engine", "fake", "--slots", "4") as (_, port):
         yield f"ws://127.0.0.1:{port}/v1/stream"
 
 

@@ -5,7 +5,7 @@ from stt.config import ClientSettings, Settings, options
 
 def test_defaults_without_environment() -> None:
     settings = Settings.from_env({})
-    assert settings.engine == "fake"
+    assert settings.engine == "whisper"
     assert settings.port == 8000
     assert settings.slots is None
 

@@ -27,7 +27,7 @@ def _opt(default: Any, help: str) -> Any:
 class Settings:
     """Server settings. Construct with `Settings.from_env()`; every value is validated."""
 
-    engine: str = _opt("fake", "engine to serve (see `stt engines`)")
+    engine: str = _opt("whisper", "engine to serve (see `stt engines`)")
     model: str | None = _opt(
         None, "model to load: a local directory, a mounted volume path or a hub id; default: the engine's own"
     )
@@ -78,6 +78,17 @@ class Settings:
     )
     kyutai_cuda_graphs: bool = _opt(True, "kyutai engine: replay each step as a CUDA graph (CUDA only)")
     kyutai_compile: bool = _opt(True, "kyutai engine: torch.compile moshi's fused layers (CUDA only)")
+    cpu_threads: int = _opt(0, "whisper engine: CTranslate2 threads of the decoder (0: one per core)")
+    whisper_interval_s: float = _opt(
+        0.5, "whisper engine: re-decode the current utterance after this much new audio"
+    )
+    whisper_window_s: float = _opt(10.0, "whisper engine: longest audio decoded at once")
+    whisper_silence_s: float = _opt(
+        0.5, "whisper engine: silence that ends an utterance and sends its last words"
+    )
+    whisper_context_s: float = _opt(
+        20.0, "whisper engine: audio the encoder sees, the window padded with silence (Whisper's own: 30)"
+    )
     log_level: str = _opt("info", "logging level: debug, info, warning, error")
     log_format: str = _opt("text", "log line format: text (key=value) or json")
 
@@ -112,6 +123,17 @@ class Settings:
         yield self.fake_step_ms >= 0, "fake_step_ms must be >= 0"
         yield self.fake_pause_frames >= 0, "fake_pause_frames must be >= 0"
         yield 0 <= self.kyutai_pause_threshold <= 1, "kyutai_pause_threshold must be in 0..1"
+        yield self.cpu_threads >= 0, "cpu_threads must be >= 0"
+        yield self.whisper_interval_s > 0, "whisper_interval_s must be > 0"
+        yield (
+            self.whisper_window_s >= 2 * self.whisper_interval_s,
+            "whisper_window_s must be at least twice whisper_interval_s",
+        )
+        yield self.whisper_silence_s > 0, "whisper_silence_s must be > 0"
+        yield (
+            self.whisper_window_s + 2 <= self.whisper_context_s <= 30,
+            "whisper_context_s must be in whisper_window_s + 2 .. 30",
+        )
         levels = ("debug", "info", "warning", "error")
         yield self.log_level in levels, f"log_level must be one of {levels}, got {self.log_level!r}"
 

@@ -71,10 +71,42 @@ def _probe_kyutai(settings: Settings) -> Availability:
     return Availability(*probe(settings.model))
 
 
+def _build_whisper(settings: Settings) -> Engine:
+    from stt.engine.whisper import WhisperEngine, WhisperOptions, load_model
+    from stt.engine.whisper_weights import WeightsError
+
+    options = WhisperOptions(
+        slots=settings.slots or 4,
+        interval_s=settings.whisper_interval_s,
+        window_s=settings.whisper_window_s,
+        silence_s=settings.whisper_silence_s,
+        context_s=settings.whisper_context_s,
+    )
+    try:
+        model = load_model(settings.model, settings.cpu_threads)
+    except WeightsError as exc:
+        raise EngineUnavailableError(f"engine 'whisper' cannot load here: {exc}") from exc
+    except Exception as exc:  # a hub download without network, a broken directory...
+        raise EngineUnavailableError(
+            f"engine 'whisper' could not load model {settings.model!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return WhisperEngine(model, options)
+
+
+def _probe_whisper(settings: Settings) -> Availability:
+    from stt.engine.whisper import probe
+
+    ok, detail = probe(settings.model)
+    return Availability(ok, detail)
+
+
 ENGINES: dict[str, EngineSpec] = {
     "fake": EngineSpec("fake", "deterministic tone-code engine for tests and load", _build_fake, _probe_fake),
     "kyutai": EngineSpec(
         "kyutai", "Kyutai streaming STT (moshi): Mimi + LM, batched per frame", _build_kyutai, _probe_kyutai
+    ),
+    "whisper": EngineSpec(
+        "whisper", "embedded CPU Whisper (faster-whisper), English and French", _build_whisper, _probe_whisper
     ),
 }
 

@@ -1,0 +1,302 @@
+"""CPU engine benchmark: accuracy and latency of `stt serve --engine whisper` on real clips.
+
+Starts `stt serve` in its own process (or uses `--url`), then streams every clip of a
+manifest (default: ../shared/samples/manifest.jsonl) in real time, one stream at a time and
+then N at once (`--concurrency 1,2`), and one stream at a time as fast as the server takes it
+(throughput). Reports, per language and per voice (pico, espeak-ng):
+
+- WER, both sides normalised by `stt.wer` (numbers spelled out with num2words);
+- RTF: wall time from the first audio to the Final over the audio duration (real-time
+  streams cannot go below 1; the fast pass shows the engine's own speed);
+- first-word latency: when the first Word arrived minus when the audio up to that word's
+  end had been sent; word latency (mean over words) the same for every word;
+- final latency: the Final's arrival minus when the last audio was sent.
+
+Prints a table and writes JSON. Synthetic voices overstate accuracy on real speech.
+
+    python benchmarks/cpu_engine.py --quick                  # 4 clips, a minute or two
+    python benchmarks/cpu_engine.py --json-out cpu.json      # every clip
+    python benchmarks/cpu_engine.py --hint                   # send each clip's language
+    python benchmarks/cpu_engine.py --manifest my/manifest.jsonl --model tiny.en
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from stt.audio import read_audio
+from stt.client import StreamResult, stream_audio
+from stt.constants import SAMPLE_RATE
+from stt.wer import word_errors
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: str
+    lang: str
+    voice: str
+    """Voice family: the part of the manifest's voice before ':' (pico, espeak-ng)."""
+    path: Path
+    ref_text: str
+    duration_s: float
+
+
+@dataclass
+class Run:
+    """One stream of one clip."""
+
+    clip: str
+    lang: str
+    voice: str
+    mode: str
+    """realtime-xN (N concurrent streams) or fast."""
+    duration_s: float
+    transcript: str
+    errors: int
+    reference_words: int
+    wer: float
+    rtf: float
+    first_word_latency_s: float | None
+    word_latency_s: float | None
+    final_latency_s: float | None
+    close_code: int | None
+
+
+def load_manifest(path: Path) -> list[Clip]:
+    clips = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if not row.get("ref_text"):
+            continue  # silence clips have nothing to score
+        clips.append(
+            Clip(
+                row["id"],
+                row["lang"],
+                str(row.get("voice", "unknown")).split(":")[0],
+                path.parent / row["wav24k_path"],
+                row["ref_text"],
+                float(row["duration_s"]),
+            )
+        )
+    return clips
+
+
+def quick_pick(clips: list[Clip], n: int) -> list[Clip]:
+    """n clips spread over every (language, voice) group, so a short run still covers them."""
+    groups: dict[tuple[str, str], list[Clip]] = defaultdict(list)
+    for clip in clips:
+        groups[(clip.lang, clip.voice)].append(clip)
+    picked: list[Clip] = []
+    while len(picked) < min(n, len(clips)):
+        for group in groups.values():
+            if group and len(picked) < n:
+                picked.append(group.pop(0))
+    return picked
+
+
+def measure(clip: Clip, result: StreamResult, mode: str) -> Run:
+    stats = word_errors(clip.ref_text, result.transcript, clip.lang)
+    final = next((r for r in result.messages if r.message.get("type") == "Final"), None)
+    last_sent = result.sent[-1][1] if result.sent else None
+    latencies = []
+    for received in result.messages:
+        if received.message.get("type") == "Word":
+            sent_at = result.audio_sent_at(float(received.message["end_s"]))
+            if sent_at is not None:
+                latencies.append(received.at_s - sent_at)
+    return Run(
+        clip=clip.id,
+        lang=clip.lang,
+        voice=clip.voice,
+        mode=mode,
+        duration_s=clip.duration_s,
+        transcript=result.transcript,
+        errors=stats.errors,
+        reference_words=stats.reference_words,
+        wer=stats.wer,
+        rtf=(final.at_s / clip.duration_s) if final else float("nan"),
+        first_word_latency_s=latencies[0] if latencies else None,
+        word_latency_s=statistics.fmean(latencies) if latencies else None,
+        final_latency_s=(final.at_s - last_sent) if final and last_sent is not None else None,
+        close_code=result.close_code,
+    )
+
+
+async def stream_group(
+    url: str, clips: Sequence[Clip], *, realtime: bool, mode: str, hint: bool
+) -> list[Run]:
+    results = await asyncio.gather(
+        *(
+            stream_audio(url, read_audio(c.path), realtime=realtime, language=c.lang if hint else None)
+            for c in clips
+        )
+    )
+    return [measure(c, r, mode) for c, r in zip(clips, results, strict=True)]
+
+
+async def run_all(
+    url: str, clips: list[Clip], concurrency: Sequence[int], *, fast: bool, hint: bool
+) -> list[Run]:
+    runs: list[Run] = []
+    for n in concurrency:
+        for i in range(0, len(clips), n):
+            runs += await stream_group(url, clips[i : i + n], realtime=True, mode=f"realtime-x{n}", hint=hint)
+            print(f"  realtime x{n}: {min(i + n, len(clips))}/{len(clips)} clips", file=sys.stderr)
+    if fast:
+        for clip in clips:
+            runs += await stream_group(url, [clip], realtime=False, mode="fast", hint=hint)
+        print(f"  fast: {len(clips)} clips", file=sys.stderr)
+    return runs
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.fmean(present) if present else None
+
+
+def summarise(runs: list[Run]) -> list[dict[str, Any]]:
+    """One row per (mode, language, voice), plus an 'all' row per mode."""
+    keyed: dict[tuple[str, str, str], list[Run]] = defaultdict(list)
+    for run in runs:
+        keyed[(run.mode, run.lang, run.voice)].append(run)
+        keyed[(run.mode, "all", "all")].append(run)
+    rows = []
+    for (mode, lang, voice), group in sorted(keyed.items()):
+        errors, words = sum(r.errors for r in group), sum(r.reference_words for r in group)
+        rows.append(
+            {
+                "mode": mode,
+                "lang": lang,
+                "voice": voice,
+                "clips": len(group),
+                "wer": errors / max(1, words),
+                "rtf": _mean([r.rtf for r in group]),
+                "first_word_latency_s": _mean([r.first_word_latency_s for r in group]),
+                "word_latency_s": _mean([r.word_latency_s for r in group]),
+                "final_latency_s": _mean([r.final_latency_s for r in group]),
+                "bad_closes": sum(r.close_code != 1000 for r in group),
+            }
+        )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    def fmt(value: Any, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    header = f"{'mode':<12} {'lang':<4} {'voice':<10} {'clips':>5} {'WER':>6} {'RTF':>5} "
+    header += f"{'first word':>10} {'word lat':>8} {'final lat':>9} {'bad':>3}"
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['mode']:<12} {r['lang']:<4} {r['voice']:<10} {r['clips']:>5} {r['wer'] * 100:>5.1f}% "
+            f"{fmt(r['rtf'], '5.2f')} {fmt(r['first_word_latency_s'], '9.2f')}s "
+            f"{fmt(r['word_latency_s'], '7.2f')}s {fmt(r['final_latency_s'], '8.2f')}s {r['bad_closes']:>3}"
+        )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def served(flags: Sequence[str]) -> Iterator[str]:
+    """`stt serve` in its own process (the CPU it uses is its own); yields the WebSocket URL."""
+    port = _free_port()
+    cmd = [sys.executable, "-m", "stt.cli", "serve", "--port", str(port), "--log-level", "warning", *flags]
+    proc = subprocess.Popen(cmd)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"stt serve exited with {proc.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("stt serve did not become ready in 120 s")
+            time.sleep(0.2)
+        yield f"ws://127.0.0.1:{port}/v1/stream"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST, help="JSONL: id, lang, voice, ...")
+    parser.add_argument("--limit", type=int, default=0, help="at most this many clips (0: all)")
+    parser.add_argument("--quick", action="store_true", help="4 clips covering each language and voice")
+    parser.add_argument("--concurrency", default="1,2", help="comma-separated concurrent streams")
+    parser.add_argument("--no-fast", action="store_true", help="skip the as-fast-as-possible pass")
+    parser.add_argument("--hint", action="store_true", help="send each clip's language (else detected)")
+    parser.add_argument("--url", help="benchmark this running server instead of starting one")
+    parser.add_argument("--model", help="--model of the started server (default: the engine's)")
+    parser.add_argument("--cpu-threads", type=int, help="--cpu-threads of the started server")
+    parser.add_argument("--json-out", type=Path, help="write runs and summary here")
+    args = parser.parse_args(argv)
+
+    clips = load_manifest(args.manifest)
+    limit = 4 if args.quick and not args.limit else args.limit
+    if limit:
+        clips = quick_pick(clips, limit)
+    concurrency = [int(n) for n in args.concurrency.split(",") if n.strip()]
+    flags = ["--engine", "whisper", "--slots", str(max([*concurrency, 1]))]
+    if args.model:
+        flags += ["--model", args.model]
+    if args.cpu_threads is not None:
+        flags += ["--cpu-threads", str(args.cpu_threads)]
+
+    started = time.perf_counter()
+    if args.url:
+        runs = asyncio.run(run_all(args.url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
+    else:
+        with served(flags) as url:
+            runs = asyncio.run(run_all(url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
+    rows = summarise(runs)
+    print_table(rows)
+    audio_s = sum(r.duration_s for r in runs)
+    print(f"{len(runs)} streams, {audio_s:.0f} s of audio in {time.perf_counter() - started:.0f} s")
+    if args.json_out:
+        report = {
+            "manifest": str(args.manifest),
+            "server_flags": flags if not args.url else None,
+            "language_hint": args.hint,
+            "sample_rate": SAMPLE_RATE,
+            "summary": rows,
+            "runs": [asdict(r) for r in runs],
+        }
+        args.json_out.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json_out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
