@@ -177,3 +177,15 @@ def test_cross_talk_tolerance_is_configurable() -> None:
     assert check(2).cross_talk == ["five"] and check(2).passed  # reported, tolerated
     with pytest.raises(ValueError, match="cross_talk_min"):
         StressOptions("ws://x", cross_talk_min=0)
+
+
+def test_a_clip_without_language_sends_no_hint(tmp_path: Path) -> None:
+    """The shared silence clip says `"lang": "none"`: no Configure hint, not a bad language."""
+    (tmp_path / "s.wav").write_bytes(b"")
+    rows = [
+        {"id": "s", "wav24k_path": "s.wav", "ref_text": "", "lang": lang, "duration_s": 1}
+        for lang in ("none", "", None, "fr")
+    ]
+    manifest = tmp_path / "manifest.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert [s.lang for s in load_manifest(manifest)] == [None, None, None, "fr"]

@@ -37,6 +37,17 @@ class Sample:
     duration_s: float
 
 
+NO_LANGUAGE = ("", "none", "null", "-")
+"""Manifest `lang` values meaning "no speech / no language" (the shared silence clip says "none")."""
+
+
+def _language(value: object) -> str | None:
+    """A manifest's `lang`, or None where the clip has no language to hint."""
+    if value is None or str(value).strip().lower() in NO_LANGUAGE:
+        return None
+    return str(value)
+
+
 def load_manifest(path: Path) -> list[Sample]:
     """Samples of a manifest.jsonl; audio paths are relative to the manifest's directory."""
     if not path.is_file():
@@ -46,7 +57,13 @@ def load_manifest(path: Path) -> list[Sample]:
         try:
             wav = path.parent / str(row["wav24k_path"])
             samples.append(
-                Sample(str(row["id"]), wav, str(row["ref_text"]), row.get("lang"), float(row["duration_s"]))
+                Sample(
+                    str(row["id"]),
+                    wav,
+                    str(row["ref_text"]),
+                    _language(row.get("lang")),
+                    float(row["duration_s"]),
+                )
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{path}:{n}: bad manifest row ({exc!r})") from None

@@ -76,7 +76,7 @@ def _build_whisper(settings: Settings) -> Engine:
     from stt.engine.whisper_weights import WeightsError
 
     options = WhisperOptions(
-        slots=settings.slots or 4,
+        slots=settings.slots or WhisperOptions.slots,
         interval_s=settings.whisper_interval_s,
         window_s=settings.whisper_window_s,
         silence_s=settings.whisper_silence_s,

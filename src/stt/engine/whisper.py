@@ -67,7 +67,9 @@ _PREROLL_S = 0.3
 class WhisperOptions:
     """How the engine streams; defaults suit a few streams on a small CPU."""
 
-    slots: int = 4
+    slots: int = 10
+    """Default streams: what `stt stress --concurrency 10` needs; on 2 cores words come later
+    beyond about 4 (see the README's capacity figures), but every utterance is finished."""
     interval_s: float = 0.5
     """Re-decode the current utterance after this much new audio (when the decoder is
     busy, a stream's waiting request is replaced by the newer one instead)."""
