@@ -189,3 +189,15 @@ def test_a_clip_without_language_sends_no_hint(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.jsonl"
     manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert [s.lang for s in load_manifest(manifest)] == [None, None, None, "fr"]
+
+
+def test_ramp_spreads_the_first_starts(tone_manifest: Path) -> None:
+    samples = load_manifest(tone_manifest)
+    with live_server(FakeEngine(slots=8, step_cost_s=0.001)) as server:
+        options = StressOptions(server.ws_url, concurrency=4, streams=4, ramp_s=0.6)
+        report = asyncio.run(run_stress(options, samples))
+    assert report.passed, [s.failures for s in report.failed]
+    starts = [s.started_s for s in sorted(report.streams, key=lambda s: s.index)]
+    assert starts == sorted(starts) and starts[-1] - starts[0] >= 0.45  # 3/4 of the ramp
+    with pytest.raises(ValueError, match="ramp_s"):
+        StressOptions("ws://x", ramp_s=-1)

@@ -120,6 +120,9 @@ def _add_stress_parser(sub: Any) -> None:
         default=1,
         help="foreign words (only in other streams' references) that fail a stream (default 1)",
     )
+    stress.add_argument(
+        "--ramp-s", type=float, default=0.0, help="spread the first streams' starts over this long"
+    )
     stress.add_argument("--eos", action="store_true", help="end streams with the 3-byte EOS message")
     stress.add_argument("--no-language", action="store_true", help="do not send the manifest's language")
     stress.add_argument("--json-out", type=Path, default=None, help="write the full report as JSON")
@@ -235,6 +238,7 @@ def _stress(args: argparse.Namespace) -> int:
         cross_talk_min=args.cross_talk_min,
         end_marker="EOS" if args.eos else "CloseStream",
         send_language=not args.no_language,
+        ramp_s=args.ramp_s,
         headers={"Authorization": f"Bearer {client.api_key}"} if client.api_key else None,
     )
     report = asyncio.run(run_stress(options, load_manifest(args.manifest)))

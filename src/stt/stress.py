@@ -90,8 +90,13 @@ class StressOptions:
     send_language: bool = True
     headers: Mapping[str, str] | None = None
     final_timeout_s: float = 60.0
+    ramp_s: float = 0.0
+    """Spread the first `concurrency` starts over this long, so an autoscaled deployment sees
+    a ramp instead of one burst (later streams start as earlier ones end)."""
 
     def __post_init__(self) -> None:
+        if self.ramp_s < 0:
+            raise ValueError("ramp_s must be >= 0")
         if self.concurrency < 1 or (self.streams is not None and self.streams < 1):
             raise ValueError("concurrency and streams must be >= 1")
         if self.cross_talk_min < 1:
@@ -115,6 +120,8 @@ class StreamReport:
     final_status: str | None = None
     close_code: int | None = None
     error: str | None = None
+    started_s: float = 0.0
+    """When the stream connected, in seconds from the start of the run."""
     connected: bool = True
     """False when the stream was refused or broke off (no transcript to score)."""
     failures: list[str] = field(default_factory=list)
@@ -175,10 +182,14 @@ async def run_stress(options: StressOptions, samples: Sequence[Sample]) -> Stres
             audio[sample.path] = read_audio(sample.path)
     vocab = {s.id: set(normalize(s.ref_text, s.lang).split()) for s in chosen}
     gate = asyncio.Semaphore(options.concurrency)
+    started = time.perf_counter()
 
     async def one(index: int, sample: Sample) -> StreamReport:
+        if index < options.concurrency and options.ramp_s > 0:
+            await asyncio.sleep(options.ramp_s * index / options.concurrency)
         async with gate:
             report = StreamReport(index, sample.id, sample.lang, sample.ref_text)
+            report.started_s = time.perf_counter() - started
             try:
                 result = await stream_audio(
                     options.url,
@@ -200,7 +211,6 @@ async def run_stress(options: StressOptions, samples: Sequence[Sample]) -> Stres
             check_stream(report, result, vocab[sample.id], others, options.wer_max, options.cross_talk_min)
             return report
 
-    started = time.perf_counter()
     reports = await asyncio.gather(*(one(i, s) for i, s in enumerate(chosen)))
     wall = time.perf_counter() - started
     corpus = sum((word_errors(r.reference, r.transcript, r.lang) for r in reports if r.connected), WerStats())
