@@ -20,6 +20,22 @@ def test_punctuation_and_elisions_are_glued_to_the_word_before() -> None:
     ]
 
 
+def test_digit_groups_stay_words_so_a_partial_phone_number_is_not_lost() -> None:
+    """Regression: "415" "555" sent from partials, then the final decode glued
+    "415-5555-2671" into one word that no longer matched them and "2671" was never sent."""
+    from stt.engine.agreement import LocalAgreement
+
+    raw = [RawWord(" is", 1.0, 1.2), RawWord(" 415", 1.2, 1.9), RawWord("-5555", 1.9, 3.5)]
+    raw += [RawWord("-2671", 3.5, 5.0), RawWord(" Rendez", 5.0, 5.3), RawWord("-vous", 5.3, 5.6)]
+    words = stream_words(raw, offset_s=0.0, duration_s=6.0)
+    assert [w.text for w in words] == ["is", "415", "5555", "2671", "Rendez-vous"]
+    agreement = LocalAgreement()
+    partial = [WordEvent("is", 1.0, 1.2), WordEvent("415", 1.2, 1.9), WordEvent("555", 1.9, 3.6)]
+    agreement.update(partial)
+    agreement.update(partial)
+    assert [w.text for w in agreement.finish(words)] == ["2671", "Rendez-vous"]
+
+
 def test_whispers_hallucination_rules() -> None:
     def decoded(no_speech: float, logprob: float, ratio: float) -> Decoded:
         return Decoded([RawWord(" Merci.", 0.0, 0.5)], "fr", True, no_speech, logprob, ratio)

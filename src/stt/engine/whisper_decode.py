@@ -13,6 +13,7 @@ Runs on the decode worker thread; CTranslate2 releases the GIL while it computes
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -147,12 +148,19 @@ def _compression_ratio(text: str) -> float:
     return len(data) / len(zlib.compress(data)) if data else 0.0
 
 
+_DIGIT_GROUP = re.compile(r"-\d[\d.,]*")
+"""A hyphen-led group of digits: the next group of a phone number or a range, not an elision."""
+
+
 def stream_words(raw: Sequence[RawWord], offset_s: float, duration_s: float) -> list[WordEvent]:
     """Aligned words -> words in stream time.
 
     Whisper's alignment splits punctuation ("dog" + ".") and elisions ("d" + "'or") into
     words of their own, without the leading space that starts a word; they are glued to the
-    word before, so a word is a word. Words past the end of the audio are dropped.
+    word before, so a word is a word. Digit groups are not glued ("415" "-5555" "-2671" of a
+    phone number stay three words): one glued word spanning seconds would not line up with
+    the partial hypotheses' words already sent, and its new digits would be lost. Words past
+    the end of the audio are dropped.
     """
     words: list[WordEvent] = []
     for word in raw:
@@ -161,7 +169,10 @@ def stream_words(raw: Sequence[RawWord], offset_s: float, duration_s: float) -> 
             continue
         start = offset_s + word.start_s
         end = offset_s + min(word.end_s, duration_s)
-        if words and (not word.text[:1].isspace() or not any(c.isalnum() for c in text)):
+        if _DIGIT_GROUP.fullmatch(text):
+            text = text.lstrip("-")
+            words.append(WordEvent(text, start, end))
+        elif words and (not word.text[:1].isspace() or not any(c.isalnum() for c in text)):
             words[-1] = WordEvent(words[-1].text + text, words[-1].start_s, max(end, words[-1].end_s))
         else:
             words.append(WordEvent(text, start, end))
