@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import socket
 import statistics
@@ -79,14 +80,15 @@ class Run:
     close_code: int | None
 
 
-def load_manifest(path: Path) -> list[Clip]:
+def load_manifest(path: Path, *, silent: bool = False) -> list[Clip]:
+    """The clips with speech to score, or with `silent` the ones without (they must give no word)."""
     clips = []
     for line in path.read_text().splitlines():
         if not line.strip():
             continue
         row = json.loads(line)
-        if not row.get("ref_text"):
-            continue  # silence clips have nothing to score
+        if bool(row.get("ref_text")) == silent:
+            continue
         clips.append(
             Clip(
                 row["id"],
@@ -280,8 +282,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         with served(flags) as url:
             runs = asyncio.run(run_all(url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
+    silence: list[Run] = []
+    silent_clips = load_manifest(args.manifest, silent=True)
+    if silent_clips:  # real time, one at a time: what a live microphone in a quiet room sends
+        with contextlib.ExitStack() as stack:
+            url = args.url or stack.enter_context(served(flags))
+            for clip in silent_clips:
+                silence += asyncio.run(stream_group(url, [clip], realtime=True, mode="silence", hint=False))
     rows = summarise(runs)
     print_table(rows)
+    silence_words = sum(len(r.transcript.split()) for r in silence)
+    if silence:
+        verdict = "ok" if silence_words == 0 else "FAIL: words on silence"
+        print(f"silence: {len(silence)} clips, {silence_words} words ({verdict})")
     audio_s = sum(r.duration_s for r in runs)
     print(f"{len(runs)} streams, {audio_s:.0f} s of audio in {time.perf_counter() - started:.0f} s")
     if args.json_out:
@@ -292,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "sample_rate": SAMPLE_RATE,
             "summary": rows,
             "runs": [asdict(r) for r in runs],
+            "silence": {"clips": len(silence), "words": silence_words, "runs": [asdict(r) for r in silence]},
         }
         args.json_out.write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json_out}")
