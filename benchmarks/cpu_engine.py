@@ -26,12 +26,9 @@ import argparse
 import asyncio
 import contextlib
 import json
-import socket
 import statistics
-import subprocess
 import sys
 import time
-import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -42,6 +39,7 @@ from typing import Any
 from stt.audio import read_audio
 from stt.client import StreamResult, stream_audio
 from stt.constants import SAMPLE_RATE
+from stt.serve_process import serve_process
 from stt.wer import word_errors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -217,36 +215,11 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def served(flags: Sequence[str]) -> Iterator[str]:
     """`stt serve` in its own process (the CPU it uses is its own); yields the WebSocket URL."""
-    port = _free_port()
-    cmd = [sys.executable, "-m", "stt.cli", "serve", "--port", str(port), "--log-level", "warning", *flags]
-    proc = subprocess.Popen(cmd)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if proc.poll() is not None:
-                raise SystemExit(f"stt serve exited with {proc.returncode}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("stt serve did not become ready in 120 s")
-            time.sleep(0.2)
-        yield f"ws://127.0.0.1:{port}/v1/stream"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serve_process(flags) as server:
+        yield server.ws_url
 
 
 def main(argv: Sequence[str] | None = None) -> int:

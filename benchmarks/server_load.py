@@ -44,7 +44,6 @@ import math
 import multiprocessing as mp
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -59,6 +58,7 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from stt.audio import float32_to_pcm16
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SAMPLES, SAMPLE_RATE
+from stt.serve_process import serve_process
 from stt.tones import encode_text
 
 _TEXTS = 64
@@ -234,12 +234,6 @@ def _load_process(plan: LoadPlan, control: Connection) -> None:
 # -- the server process -----------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _proc_cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK  # utime + stime
@@ -275,39 +269,18 @@ def _proc_rss_mib(pid: int) -> float:
 
 @contextlib.contextmanager
 def serve(level: int, args: argparse.Namespace) -> Any:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
     flags = [
         "--engine=fake",
         f"--fake-step-ms={args.step_ms}",
         f"--fake-delay-frames={args.delay_frames}",
         f"--slots={level}",
-        f"--port={port}",
         "--connect-rate-per-s=0",
         "--max-messages-per-s=0",
         "--idle-timeout-s=300",
         "--drain-grace-s=1",
-        "--log-level=warning",
     ]
-    proc = subprocess.Popen([sys.executable, "-m", "stt.cli", "serve", *flags], env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("stt serve did not start") from None
-                time.sleep(0.1)
-        yield proc, f"ws://127.0.0.1:{port}/v1/stream"
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with serve_process(flags, ready_timeout_s=60, stop_signal=signal.SIGINT, stop_timeout_s=20) as server:
+        yield server.proc, server.ws_url
 
 
 # -- one level --------------------------------------------------------------------------------

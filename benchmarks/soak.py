@@ -20,12 +20,8 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import random
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from stt.audio import float32_to_pcm16
 from stt.client import stream_audio
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SECONDS, SAMPLE_RATE
+from stt.serve_process import serve_process
 from stt.tones import ALPHABET, encode_text
 
 ATTACKS = (
@@ -80,12 +77,6 @@ def _pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, round(p / 100 * (len(values) - 1)))]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -113,7 +104,7 @@ class Soak:
         return self.windows[-1]
 
     def running(self) -> bool:
-        return time.monotonic() - self.started < self.args.minutes * 60
+        return bool(time.monotonic() - self.started < self.args.minutes * 60)
 
     async def honest(self, seed: int) -> None:
         rng = random.Random(seed)
@@ -244,30 +235,16 @@ def main() -> int:
     parser.add_argument("--json-out", type=Path, default=Path("soak.json"))
     args = parser.parse_args()
 
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
     flags = [
         "--engine=fake",
         f"--fake-step-ms={args.step_ms}",
         f"--slots={args.slots}",
-        f"--port={port}",
         "--connect-rate-per-s=0",
         "--idle-timeout-s=2",
-        "--log-level=warning",
     ]
-    server = subprocess.Popen([sys.executable, "-m", "stt.cli", "serve", *flags], env=env)
-    try:
-        for _ in range(300):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        soak = Soak(args, f"ws://127.0.0.1:{port}/v1/stream", server.pid)
+    with serve_process(flags, ready_timeout_s=30) as server:
+        soak = Soak(args, server.ws_url, server.proc.pid)
         asyncio.run(soak.run())
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
     result = report(soak, args)
     s = result["summary"]
     print()

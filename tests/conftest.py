@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -21,6 +18,7 @@ from hypothesis import HealthCheck, settings
 
 from stt.config import Settings
 from stt.engine.protocol import Engine
+from stt.serve_process import serve_process as serving
 from stt.server import create_app
 
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -91,42 +89,8 @@ def run() -> Callable[..., Any]:
     return runner
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def clean_env() -> dict[str, str]:
-    """The environment without the developer's STT_* settings."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
-
-
 @contextmanager
 def serve_process(*flags: str) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    """`stt serve` in its own process on a free port; yields (process, port) once it listens."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stt.cli", "serve", "--port", str(port), "--log-level", "warning", *flags],
-        env=clean_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        proc.stdout.read().decode() if proc.stdout else "stt serve exited"
-                    ) from None
-                assert time.monotonic() < deadline, "stt serve did not start"
-                time.sleep(0.1)
-        yield proc, port
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
+    """`stt serve` in its own process, ready; yields (process, port) and kills it at the end."""
+    with serving(flags, ready_timeout_s=60, stop_signal=None, output=subprocess.PIPE) as served:
+        yield served.proc, served.port

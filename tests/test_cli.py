@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from stt.cli import main
-from tests.conftest import clean_env, free_port, serve_process
+from stt.serve_process import clean_env, free_port
+from tests.conftest import serve_process
 
 STT = [sys.executable, "-m", "stt.cli"]
 

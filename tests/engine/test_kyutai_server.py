@@ -14,7 +14,8 @@ import pytest
 from stt.audio import float32_to_pcm16, pcm16_to_float32, write_wav
 from stt.client import StreamResult, stream_audio
 from stt.constants import CHUNK_BYTES, FRAME_SAMPLES
-from tests.conftest import app_client, clean_env, live_server, serve_process
+from stt.serve_process import clean_env
+from tests.conftest import app_client, live_server, serve_process
 from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
 from tests.engine.kyutai_helpers import build, clip
 
