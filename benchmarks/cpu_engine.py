@@ -39,6 +39,7 @@ from typing import Any
 from stt.audio import read_audio
 from stt.client import StreamResult, stream_audio
 from stt.constants import SAMPLE_RATE
+from stt.samples import read_manifest
 from stt.serve_process import serve_process
 from stt.wer import word_errors
 
@@ -78,26 +79,21 @@ class Run:
     close_code: int | None
 
 
-def load_manifest(path: Path, *, silent: bool = False) -> list[Clip]:
-    """The clips with speech to score, or with `silent` the ones without (they must give no word)."""
-    clips = []
-    for line in path.read_text().splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        if bool(row.get("ref_text")) == silent:
-            continue
-        clips.append(
-            Clip(
-                row["id"],
-                row["lang"],
-                str(row.get("voice", "unknown")).split(":")[0],
-                path.parent / row["wav24k_path"],
-                row["ref_text"],
-                float(row["duration_s"]),
-            )
+def load_manifest(path: Path) -> tuple[list[Clip], list[Clip]]:
+    """(clips with speech to score, silent clips that must give no word), in manifest order."""
+    speech: list[Clip] = []
+    silent: list[Clip] = []
+    for row in read_manifest(path):
+        clip = Clip(
+            row["id"],
+            row["lang"],
+            str(row.get("voice", "unknown")).split(":")[0],
+            path.parent / row["wav24k_path"],
+            row["ref_text"],
+            float(row["duration_s"]),
         )
-    return clips
+        (speech if row.get("ref_text") else silent).append(clip)
+    return speech, silent
 
 
 def quick_pick(clips: list[Clip], n: int) -> list[Clip]:
@@ -238,7 +234,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json-out", type=Path, help="write runs and summary here")
     args = parser.parse_args(argv)
 
-    clips = load_manifest(args.manifest)
+    clips, silent_clips = load_manifest(args.manifest)
     limit = 4 if args.quick and not args.limit else args.limit
     if limit:
         clips = quick_pick(clips, limit)
@@ -250,18 +246,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         flags += ["--cpu-threads", str(args.cpu_threads)]
 
     started = time.perf_counter()
-    if args.url:
-        runs = asyncio.run(run_all(args.url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
-    else:
-        with served(flags) as url:
-            runs = asyncio.run(run_all(url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
-    silence: list[Run] = []
-    silent_clips = load_manifest(args.manifest, silent=True)
-    if silent_clips:  # real time, one at a time: what a live microphone in a quiet room sends
-        with contextlib.ExitStack() as stack:
-            url = args.url or stack.enter_context(served(flags))
-            for clip in silent_clips:
-                silence += asyncio.run(stream_group(url, [clip], realtime=True, mode="silence", hint=False))
+    with contextlib.ExitStack() as stack:
+        url = args.url or stack.enter_context(served(flags))
+        runs = asyncio.run(run_all(url, clips, concurrency, fast=not args.no_fast, hint=args.hint))
+        # silent clips in real time, one at a time: what a live microphone in a quiet room sends
+        silence = [
+            run
+            for clip in silent_clips
+            for run in asyncio.run(stream_group(url, [clip], realtime=True, mode="silence", hint=False))
+        ]
     rows = summarise(runs)
     print_table(rows)
     silence_words = sum(len(r.transcript.split()) for r in silence)
