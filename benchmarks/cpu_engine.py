@@ -5,7 +5,7 @@ manifest (default: ../shared/samples/manifest.jsonl) in real time, one stream at
 then N at once (`--concurrency 1,2`), and one stream at a time as fast as the server takes it
 (throughput). Reports, per language and per voice (pico, espeak-ng):
 
-- WER, both sides normalised by `stt.wer` (numbers spelled out with num2words);
+- WER, both sides normalised by `stt.tools.wer` (numbers spelled out with num2words);
 - RTF: wall time from the first audio to the Final over the audio duration (real-time
   streams cannot go below 1; the fast pass shows the engine's own speed);
 - first-word latency: when the first Word arrived minus when the audio up to that word's
@@ -37,11 +37,11 @@ from pathlib import Path
 from typing import Any
 
 from stt.audio import read_audio
-from stt.client import StreamResult, stream_audio
 from stt.constants import SAMPLE_RATE
-from stt.samples import read_manifest
-from stt.serve_process import serve_process
-from stt.wer import word_errors
+from stt.tools.client import StreamResult, stream_audio
+from stt.tools.samples import read_manifest
+from stt.tools.serve_process import serve_process
+from stt.tools.wer import word_errors
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from stt.constants import FRAME_MS, FRAME_SAMPLES
-from stt.engine.protocol import StepInput
+from stt.engine.interface import StepInput
 
 FULL_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448, 512)
 SMOKE_BATCHES = (1, 2, 4)
@@ -42,7 +42,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def measure(model: Any, batch: int, steps: int, args: argparse.Namespace) -> dict[str, Any]:
     """Step times (ms) of a `batch`-slot engine with every slot streaming."""
-    from stt.engine.kyutai import KyutaiEngine
+    from stt.engine.kyutai.engine import KyutaiEngine
 
     engine = KyutaiEngine(model, slots=batch, cuda_graphs=args.cuda_graphs, compile=args.compile)
     try:
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("NO_TORCH_COMPILE", "1")  # before moshi is imported
     import torch
 
-    from stt.engine.kyutai_random import random_model, tiny_lm_config, tiny_mimi_config
+    from stt.engine.kyutai.testing import random_model, tiny_lm_config, tiny_mimi_config
 
     device = args.device or ("cpu" if args.smoke else "cuda")
     if device.startswith("cuda") and not torch.cuda.is_available():

@@ -58,8 +58,8 @@ from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from stt.audio import float32_to_pcm16
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SAMPLES, SAMPLE_RATE
-from stt.serve_process import serve_process
-from stt.tones import encode_text
+from stt.engine.fake.tones import encode_text
+from stt.tools.serve_process import serve_process
 
 _TEXTS = 64
 """Distinct stream texts (every word of every text is distinct); stream i uses text i % 64."""

@@ -33,10 +33,10 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from stt.audio import float32_to_pcm16
-from stt.client import stream_audio
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SECONDS, SAMPLE_RATE
-from stt.serve_process import serve_process
-from stt.tones import ALPHABET, encode_text
+from stt.engine.fake.tones import ALPHABET, encode_text
+from stt.tools.client import stream_audio
+from stt.tools.serve_process import serve_process
 
 ATTACKS = (
     "odd_bytes",

@@ -1,4 +1,4 @@
-"""The Modal deployment: GPU containers serving `stt.server.create_app`, scaled by Modal.
+"""The Modal deployment: GPU containers serving `stt.server.app.create_app`, scaled by Modal.
 
     modal run deploy/modal_app.py::download --model kyutai/stt-1b-en_fr   # weights -> Volume
     modal deploy deploy/modal_app.py                                      # the endpoint
@@ -169,7 +169,7 @@ class Server:
         a new snapshot, and keys never sit in one) and the app, whose lifespan starts the
         scheduler's thread and event-loop tasks, which a snapshot cannot carry."""
         from stt.logs import configure_logging
-        from stt.server import create_app
+        from stt.server.app import create_app
 
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)  # stderr as restored

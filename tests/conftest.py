@@ -17,9 +17,9 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from stt.config import Settings
-from stt.engine.protocol import Engine
-from stt.serve_process import serve_process as serving
-from stt.server import create_app
+from stt.engine.interface import Engine
+from stt.server.app import create_app
+from stt.tools.serve_process import serve_process as serving
 
 settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

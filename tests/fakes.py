@@ -7,8 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from stt.engine.base import BaseEngine
-from stt.engine.fake import FakeEngine
-from stt.engine.protocol import EngineEvent, EngineInfo, PauseEvent, StepInput, StepOutput, WordEvent
+from stt.engine.fake.engine import FakeEngine
+from stt.engine.interface import EngineEvent, EngineInfo, PauseEvent, StepInput, StepOutput, WordEvent
 
 
 @dataclass

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from stt.cli import main
-from stt.serve_process import clean_env, free_port
+from stt.tools.serve_process import clean_env, free_port
 from tests.conftest import serve_process
 
 STT = [sys.executable, "-m", "stt.cli"]
@@ -58,7 +58,7 @@ def test_transcribe_resamples_other_rates(served: str, tmp_path: Path) -> None:
     import soundfile
 
     from stt.audio import resample
-    from stt.tones import encode_text
+    from stt.engine.fake.tones import encode_text
 
     path = tmp_path / "44k.wav"
     soundfile.write(path, resample(encode_text("resampled"), 24_000, 44_100), 44_100)

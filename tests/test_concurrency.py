@@ -11,10 +11,10 @@ import pytest
 from websockets.asyncio.client import connect
 
 from stt.audio import float32_to_pcm16
-from stt.client import StreamResult, stream_audio
 from stt.constants import END_OF_STREAM_BYTES
-from stt.engine.fake import FakeEngine
-from stt.tones import ALPHABET, encode_text
+from stt.engine.fake.engine import FakeEngine
+from stt.engine.fake.tones import ALPHABET, encode_text
+from stt.tools.client import StreamResult, stream_audio
 from tests.conftest import live_server
 
 

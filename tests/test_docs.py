@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from stt.config import ClientSettings, ModalSettings, Settings, options
-from stt.protocol import CloseCode, ErrorCode
+from stt.messages import CloseCode, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from stt.audio import split_frames
-from stt.engine.protocol import StreamOptions
+from stt.engine.fake.tones import encode_text
+from stt.engine.interface import StreamOptions
 from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler
-from stt.tones import encode_text
 from tests.fakes import FailingEngine, Listener, RecordingEngine
 
 

@@ -9,10 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stt.audio import float32_to_pcm16
-from stt.engine.fake import FakeEngine
+from stt.engine.fake.engine import FakeEngine
+from stt.engine.fake.tones import encode_text
 from stt.scheduler import Scheduler
 from stt.session import Binary, Disconnect, Incoming, Session, SessionLimits, State, Text
-from stt.tones import encode_text
 
 
 class FakeConnection:

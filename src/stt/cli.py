@@ -155,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from stt.engine.registry import EngineUnavailableError, build_engine
     from stt.logs import configure_logging
-    from stt.server import run_server
+    from stt.server.app import run_server
 
     settings = Settings.from_env(**_settings_overrides(args, Settings))
     configure_logging(settings.log_level, settings.log_format)
@@ -180,7 +180,7 @@ def _engines(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from stt.auth import hashed_line, new_key
+    from stt.server.auth import hashed_line, new_key
 
     if args.keys_command == "new":
         key = new_key()
@@ -193,7 +193,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 def _tones(args: argparse.Namespace) -> int:
     from stt.audio import write_wav
-    from stt.tones import encode_text
+    from stt.engine.fake.tones import encode_text
 
     audio = encode_text(args.text, lead_frames=2)
     write_wav(args.output, audio)
@@ -202,7 +202,7 @@ def _tones(args: argparse.Namespace) -> int:
 
 
 def _samples(args: argparse.Namespace) -> int:
-    from stt.samples import SamplesError, engine_reference, prepare, summary_lines, write_tone_set
+    from stt.tools.samples import SamplesError, engine_reference, prepare, summary_lines, write_tone_set
 
     if args.samples_command == "tones":
         rows = write_tone_set(args.out_dir, args.count)
@@ -225,7 +225,7 @@ def _samples(args: argparse.Namespace) -> int:
 
 
 def _stress(args: argparse.Namespace) -> int:
-    from stt.stress import StressOptions, load_manifest, print_report, run_stress
+    from stt.tools.stress import StressOptions, load_manifest, print_report, run_stress
 
     client = ClientSettings.from_env(**_settings_overrides(args, ClientSettings))
     options = StressOptions(
@@ -293,7 +293,7 @@ def _transcribe(args: argparse.Namespace) -> int:
     from websockets.exceptions import InvalidStatus
 
     from stt.audio import read_audio
-    from stt.client import Received, stream_audio
+    from stt.tools.client import Received, stream_audio
 
     client = ClientSettings.from_env(**_settings_overrides(args, ClientSettings))
     samples = read_audio(args.file)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from stt.audio import split_frames
-from stt.batching import Frames, StepPlanner, StreamListener
-from stt.engine.protocol import Engine, EngineEvent, EngineInfo, StreamOptions, WordEvent
+from stt.engine.interface import Engine, EngineEvent, EngineInfo, StreamOptions, WordEvent
+from stt.planner import Frames, StepPlanner, StreamListener
 
 log = logging.getLogger(__name__)
 

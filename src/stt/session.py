@@ -23,10 +23,9 @@ from typing import Protocol, TypeAlias
 
 from stt.audio import FrameAssembler, pcm16_to_float32
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SECONDS, SAMPLE_RATE
-from stt.engine.protocol import EngineEvent, StreamOptions, WordEvent
+from stt.engine.interface import EngineEvent, StreamOptions, WordEvent
 from stt.logs import fields
-from stt.metrics import Metrics
-from stt.protocol import (
+from stt.messages import (
     CloseCode,
     CloseStream,
     Configure,
@@ -46,6 +45,7 @@ from stt.protocol import (
     Word,
     parse_client_text,
 )
+from stt.metrics import Metrics
 from stt.ratelimit import TokenBucket
 from stt.scheduler import Scheduler, StreamHandle
 

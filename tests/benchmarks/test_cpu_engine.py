@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from stt.audio import write_wav
-from stt.engine.fake import FakeEngine
-from stt.tones import encode_text
+from stt.engine.fake.engine import FakeEngine
+from stt.engine.fake.tones import encode_text
 from tests.conftest import live_server
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from stt.serve_process import clean_env
+from stt.tools.serve_process import clean_env
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "server_load.py"
 

@@ -23,7 +23,7 @@ import pytest
 
 from stt.audio import float32_to_pcm16
 from stt.config import ModalSettings
-from stt.tones import encode_text
+from stt.engine.fake.tones import encode_text
 
 modal = pytest.importorskip("modal", reason="the deploy extra (modal) is not installed")
 from modal._partial_function import _PartialFunctionFlags  # noqa: E402
@@ -83,7 +83,7 @@ def test_imports_without_credentials_and_without_heavy_modules(load_app: Loader,
         f"spec = importlib.util.spec_from_file_location('modal_app', {str(MODULE)!r}); "
         "m = importlib.util.module_from_spec(spec); sys.modules['modal_app'] = m; "
         "spec.loader.exec_module(m); "
-        "print(sorted(n for n in ('torch', 'moshi', 'fastapi', 'stt.server', 'stt.engine.registry') "
+        "print(sorted(n for n in ('torch', 'moshi', 'fastapi', 'stt.server.app', 'stt.engine.registry') "
         "if n in sys.modules))"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STT_", "MODAL_"))}

@@ -28,7 +28,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     import torch
 
     torch.set_num_threads(1)
-    from stt.engine.kyutai_random import write_checkpoint
+    from stt.engine.kyutai.testing import write_checkpoint
 
     yield write_checkpoint(tmp_path_factory.mktemp("tiny-stt"))
 
@@ -38,6 +38,6 @@ def tiny_prefixed_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like tiny_checkpoint, with a silence prefix (as stt-2.6b-en has)."""
     if not KYUTAI_LIBS:
         pytest.skip(SKIP_REASON)
-    from stt.engine.kyutai_random import write_checkpoint
+    from stt.engine.kyutai.testing import write_checkpoint
 
     return write_checkpoint(tmp_path_factory.mktemp("tiny-stt-prefix"), silence_prefix_s=0.16, seed=1)

@@ -1,6 +1,6 @@
 import pytest
 
-from stt.engine.fake import FakeEngine
+from stt.engine.fake.engine import FakeEngine
 from stt.engine.registry import EngineUnavailableError, build_engine, probe_all
 from tests.conftest import make_settings
 

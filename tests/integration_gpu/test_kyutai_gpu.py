@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.engine.kyutai_helpers import Driver, build, clip
+from tests.engine.kyutai.helpers import Driver, build, clip
 
 
 def test_the_tiny_checkpoint_streams_on_the_gpu_in_bfloat16(tiny_checkpoint: Path) -> None:
@@ -26,8 +26,8 @@ def test_the_tiny_checkpoint_streams_on_the_gpu_in_bfloat16(tiny_checkpoint: Pat
 
 
 def test_full_size_slots_are_independent_on_the_gpu() -> None:
-    from stt.engine.kyutai import KyutaiEngine
-    from stt.engine.kyutai_random import random_model
+    from stt.engine.kyutai.engine import KyutaiEngine
+    from stt.engine.kyutai.testing import random_model
 
     model = random_model(device="cuda", dtype="bfloat16")
     slots, frames = 16, 24

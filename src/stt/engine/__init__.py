@@ -1,10 +1,10 @@
-"""Engines behind the sealed boundary in `stt.engine.protocol`.
+"""Engines behind the sealed boundary in `stt.engine.interface`.
 
 Only modules in this package import model libraries (torch, moshi, faster-whisper), and
 only lazily, when an engine is built.
 """
 
-from stt.engine.protocol import (
+from stt.engine.interface import (
     Engine,
     EngineEvent,
     EngineInfo,

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
-from stt.batching import run_offline
 from stt.constants import FRAME_SAMPLES
-from stt.engine.protocol import EngineInfo, StepInput, StepOutput, StreamOptions, WordEvent
+from stt.engine.interface import EngineInfo, StepInput, StepOutput, StreamOptions, WordEvent
+from stt.planner import run_offline
 
 
 class BaseEngine(ABC):

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from stt.config import Settings
-from stt.engine.protocol import Engine
+from stt.engine.interface import Engine
 
 
 class EngineUnavailableError(RuntimeError):
@@ -33,7 +33,7 @@ class EngineSpec:
 
 
 def _build_fake(settings: Settings) -> Engine:
-    from stt.engine.fake import FakeEngine
+    from stt.engine.fake.engine import FakeEngine
 
     return FakeEngine(
         slots=settings.slots or 64,
@@ -48,8 +48,8 @@ def _probe_fake(settings: Settings) -> Availability:
 
 
 def _build_kyutai(settings: Settings) -> Engine:
-    from stt.engine.kyutai import build
-    from stt.engine.kyutai_checkpoint import CheckpointError
+    from stt.engine.kyutai.checkpoint import CheckpointError
+    from stt.engine.kyutai.engine import build
 
     try:
         return build(
@@ -66,14 +66,14 @@ def _build_kyutai(settings: Settings) -> Engine:
 
 
 def _probe_kyutai(settings: Settings) -> Availability:
-    from stt.engine.kyutai_checkpoint import probe
+    from stt.engine.kyutai.checkpoint import probe
 
     return Availability(*probe(settings.model))
 
 
 def _build_whisper(settings: Settings) -> Engine:
-    from stt.engine.whisper import WhisperEngine, WhisperOptions, load_model
-    from stt.engine.whisper_weights import WeightsError
+    from stt.engine.whisper.engine import WhisperEngine, WhisperOptions, load_model
+    from stt.engine.whisper.weights import WeightsError
 
     options = WhisperOptions(
         slots=settings.slots or WhisperOptions.slots,
@@ -94,7 +94,7 @@ def _build_whisper(settings: Settings) -> Engine:
 
 
 def _probe_whisper(settings: Settings) -> Availability:
-    from stt.engine.whisper import probe
+    from stt.engine.whisper.engine import probe
 
     ok, detail = probe(settings.model)
     return Availability(ok, detail)

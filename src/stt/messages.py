@@ -1,0 +1,314 @@
+"""The WebSocket protocol (docs/protocol.md) as typed messages: parsing and encoding only.
+
+No web framework is imported here, so the message rules are tested on their own and shared
+by the server, the CLI client and the stress client.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from stt.constants import FRAME_SAMPLES, PROTOCOL_VERSION, SAMPLE_RATE
+from stt.engine.interface import WordEvent
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the server uses; the 4xxx ones are ours (docs/protocol.md)."""
+
+    NORMAL = 1000
+    """Final sent; the stream is complete."""
+    GOING_AWAY = 1001
+    """Server shutting down after letting the stream finish."""
+    BAD_FRAME = 4400
+    """Malformed input: not PCM16, invalid JSON or control message, or out of order."""
+    UNAUTHORIZED = 4401
+    IDLE_TIMEOUT = 4408
+    TOO_LARGE = 4413
+    RATE_LIMITED = 4429
+    """Too many connections or messages, or audio far ahead of the model."""
+    INTERNAL_ERROR = 4500
+    OVER_CAPACITY = 4503
+    """Every slot is busy; retry later or elsewhere."""
+    DRAINING = 4504
+    """The server is shutting down and accepts no new streams."""
+
+
+class ErrorCode(enum.StrEnum):
+    """Machine-readable `code` of an Error message; each maps to one close code."""
+
+    BAD_FRAME = "bad_frame"
+    BAD_MESSAGE = "bad_message"
+    UNAUTHORIZED = "unauthorized"
+    IDLE_TIMEOUT = "idle_timeout"
+    TOO_LARGE = "too_large"
+    RATE_LIMITED = "rate_limited"
+    TOO_FAST = "too_fast"
+    INTERNAL_ERROR = "internal_error"
+    OVER_CAPACITY = "over_capacity"
+    DRAINING = "draining"
+
+    @property
+    def close_code(self) -> CloseCode:
+        return _CLOSE_CODES[self]
+
+
+_CLOSE_CODES: dict[ErrorCode, CloseCode] = {
+    ErrorCode.BAD_FRAME: CloseCode.BAD_FRAME,
+    ErrorCode.BAD_MESSAGE: CloseCode.BAD_FRAME,
+    ErrorCode.UNAUTHORIZED: CloseCode.UNAUTHORIZED,
+    ErrorCode.IDLE_TIMEOUT: CloseCode.IDLE_TIMEOUT,
+    ErrorCode.TOO_LARGE: CloseCode.TOO_LARGE,
+    ErrorCode.RATE_LIMITED: CloseCode.RATE_LIMITED,
+    ErrorCode.TOO_FAST: CloseCode.RATE_LIMITED,
+    ErrorCode.INTERNAL_ERROR: CloseCode.INTERNAL_ERROR,
+    ErrorCode.OVER_CAPACITY: CloseCode.OVER_CAPACITY,
+    ErrorCode.DRAINING: CloseCode.DRAINING,
+}
+
+
+class ProtocolError(Exception):
+    """A client broke the protocol; the session answers with Error and closes."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# -- client -> server ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Configure:
+    """Optional first message: stream options."""
+
+    language: str | None = None
+    pauses: bool = False
+    """Send Pause (end-of-turn) messages, where the engine predicts them."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeepAlive:
+    """Resets the idle timer without sending audio."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finalize:
+    """Flush every word of the audio sent so far; the stream stays open."""
+
+
+@dataclass(frozen=True, slots=True)
+class CloseStream:
+    """End of stream: flush, send Final, close."""
+
+
+ClientMessage: TypeAlias = Configure | KeepAlive | Finalize | CloseStream
+
+_CONFIGURE_FIELDS = frozenset({"type", "language", "pauses"})
+_SIMPLE: dict[str, ClientMessage] = {
+    "KeepAlive": KeepAlive(),
+    "Finalize": Finalize(),
+    "CloseStream": CloseStream(),
+}
+CLIENT_TYPES = ("Configure", *_SIMPLE)
+
+
+def parse_client_text(text: str) -> ClientMessage:
+    """Parse a client's text message; raise ProtocolError(BAD_MESSAGE) saying what is wrong."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"text message is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, "text message must be a JSON object with a 'type'")
+    kind = data.get("type")
+    if kind in _SIMPLE:
+        return _SIMPLE[kind]
+    if kind == "Configure":
+        unknown = sorted(set(data) - _CONFIGURE_FIELDS)
+        if unknown:
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"unknown Configure field(s) {unknown}; allowed: {sorted(_CONFIGURE_FIELDS - {'type'})}",
+            )
+        language = data.get("language")
+        if language is not None and (not isinstance(language, str) or not 0 < len(language) <= 16):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure.language must be a short string or null")
+        pauses = data.get("pauses", False)
+        if not isinstance(pauses, bool):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure.pauses must be true or false")
+        return Configure(language=language.lower() if isinstance(language, str) else None, pauses=pauses)
+    shown = repr(kind)[:40]
+    raise ProtocolError(
+        ErrorCode.BAD_MESSAGE, f"unknown message type {shown}; expected one of {', '.join(CLIENT_TYPES)}"
+    )
+
+
+# -- server -> client ----------------------------------------------------------------------
+
+
+def _t(seconds: float) -> float:
+    """Times go out in seconds with millisecond precision."""
+    return round(seconds, 3)
+
+
+def _dump(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What a client may send, advertised in Ready so clients can adapt instead of guessing."""
+
+    max_message_bytes: int
+    min_chunk_ms: float
+    max_chunk_ms: float
+    max_backlog_s: float
+    idle_timeout_s: float
+    max_session_s: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "max_message_bytes": self.max_message_bytes,
+            "min_chunk_ms": self.min_chunk_ms,
+            "max_chunk_ms": self.max_chunk_ms,
+            "max_backlog_s": self.max_backlog_s,
+            "idle_timeout_s": self.idle_timeout_s,
+            "max_session_s": self.max_session_s,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    session_id: str
+    engine: str
+    delay_s: float
+    languages: tuple[str, ...] = ()
+    pauses: bool = False
+    limits: Limits | None = None
+
+    def to_json(self) -> str:
+        return _dump(
+            {
+                "type": "Ready",
+                "session_id": self.session_id,
+                "protocol_version": PROTOCOL_VERSION,
+                "sample_rate": SAMPLE_RATE,
+                "frame_samples": FRAME_SAMPLES,
+                "engine": self.engine,
+                "delay_s": _t(self.delay_s),
+                "languages": list(self.languages),
+                "pauses": self.pauses,
+                "limits": self.limits.to_dict() if self.limits else {},
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start_s: float
+    end_s: float
+
+    def to_json(self) -> str:
+        return _dump(
+            {"type": "Word", "text": self.text, "start_s": _t(self.start_s), "end_s": _t(self.end_s)}
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """End-of-turn prediction: the speaker has probably finished (opt-in via Configure)."""
+
+    time_s: float
+    probability: float
+
+    def to_json(self) -> str:
+        return _dump({"type": "Pause", "time_s": _t(self.time_s), "probability": round(self.probability, 3)})
+
+
+@dataclass(frozen=True, slots=True)
+class Flushed:
+    audio_s: float
+
+    def to_json(self) -> str:
+        return _dump({"type": "Flushed", "audio_s": _t(self.audio_s)})
+
+
+class FinalStatus(enum.StrEnum):
+    """Why the stream ended; every status comes with the complete transcript of what was sent."""
+
+    COMPLETE = "complete"
+    """The client ended the stream."""
+    MAX_DURATION = "max_duration"
+    """The server ended it at the session length limit (a Warning came first)."""
+    DRAINING = "draining"
+    """The server is shutting down and ended it after the drain grace period."""
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    words: Sequence[WordEvent]
+    audio_s: float
+    status: FinalStatus = FinalStatus.COMPLETE
+
+    @property
+    def transcript(self) -> str:
+        return " ".join(w.text for w in self.words)
+
+    def to_json(self) -> str:
+        # Words carry "word", not "text": only Word messages have a "text" field, so a client
+        # that concatenates every "text" it receives gets the transcript exactly once.
+        words = [{"word": w.text, "start_s": _t(w.start_s), "end_s": _t(w.end_s)} for w in self.words]
+        return _dump(
+            {
+                "type": "Final",
+                "final": True,
+                "status": self.status.value,
+                "transcript": self.transcript,
+                "words": words,
+                "audio_s": _t(self.audio_s),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamWarning:
+    """Advance notice that the server will end the stream (session limit, shutdown)."""
+
+    code: str
+    message: str
+    remaining_s: float
+
+    def to_json(self) -> str:
+        return _dump(
+            {
+                "type": "Warning",
+                "code": self.code,
+                "message": self.message,
+                "remaining_s": _t(self.remaining_s),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: ErrorCode
+    message: str
+
+    def to_json(self) -> str:
+        return _dump(
+            {
+                "type": "Error",
+                "code": self.code.value,
+                "message": self.message,
+                "close_code": int(self.code.close_code),
+            }
+        )
+
+
+ServerMessage: TypeAlias = Ready | Word | Pause | Flushed | Final | StreamWarning | Error

@@ -1,0 +1,364 @@
+"""The slot table and step planning: which frame of which stream goes into the next step.
+
+This is the scheduler's pure core, in the spirit of vLLM's scheduler: no threads, no
+sockets, no tensors, so it is unit-tested directly. It is used by the live asyncio
+scheduler (`stt.scheduler`) and by the offline path (`run_offline`) alike.
+
+The loop around it is always: `plan()` -> `engine.step(plan.input)` -> `complete(plan, out)`.
+Every step carries every stream that has a frame waiting, one frame each: streams never
+exceed slots and slots never exceed the engine's batch, so no stream can starve, and a
+stream with a backlog catches up one frame per step while the steps run back to back.
+
+Each planned row remembers the id of the stream that owned the slot when the step was
+planned. A stream that leaves while its step is in flight frees its slot at once; when the
+step completes, rows whose owner is gone are dropped, so a reused slot never receives the
+previous stream's words.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from stt.audio import split_frames
+from stt.constants import FRAME_SAMPLES, SAMPLE_RATE
+from stt.engine.interface import (
+    Engine,
+    EngineEvent,
+    EngineInfo,
+    PauseEvent,
+    StepInput,
+    StepOutput,
+    StreamOptions,
+    WordEvent,
+)
+
+Frames = npt.NDArray[np.float32]
+
+log = logging.getLogger(__name__)
+
+
+class StreamListener(Protocol):
+    """Receives a stream's results. Called on the thread that calls `StepPlanner.complete`."""
+
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
+        """New words and pauses, timed in seconds of the client's own audio (padding removed)."""
+
+    def on_flushed(self) -> None:
+        """Every word of the audio sent before a `finalize` has been delivered."""
+
+    def on_finished(self) -> None:
+        """End of stream reached and flushed; the slot has been released."""
+
+    def on_failed(self, error: BaseException) -> None:
+        """The engine failed on a step holding this stream; the slot has been released."""
+
+
+class Marker(enum.Enum):
+    """What a flush row completes."""
+
+    FINALIZE = "finalize"
+    END = "end"
+
+
+class StreamClosedError(RuntimeError):
+    """The stream is unknown, already ended or already closed."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planned step: the engine's input plus, per row, the owner and marker."""
+
+    input: StepInput
+    owners: tuple[int, ...]
+    markers: tuple[Marker | None, ...]
+
+    def __len__(self) -> int:
+        return len(self.owners)
+
+
+@dataclass
+class _Stream:
+    id: int
+    slot: int
+    options: StreamOptions
+    listener: StreamListener
+    blocks: deque[Frames] = field(default_factory=deque)
+    head: int = 0
+    """Index of the next unplanned frame inside blocks[0]."""
+    queued: int = 0
+    """Frames queued since the stream opened (the engine's timeline, padding included)."""
+    planned: int = 0
+    markers: deque[tuple[int, Marker]] = field(default_factory=deque)
+    """(frame number, marker): the marker rides on that frame as its flush row."""
+    paddings: list[tuple[int, int]] = field(default_factory=list)
+    """(start sample, length in samples) of silence inserted by flushes, engine timeline."""
+    started: bool = False
+    ending: bool = False
+
+    @property
+    def backlog(self) -> int:
+        return self.queued - self.planned
+
+    def to_stream_time(self, t: float) -> float:
+        """Map an engine time to the client's audio time by removing inserted padding."""
+        pos = t * SAMPLE_RATE
+        shift = 0.0
+        for start, length in self.paddings:
+            if pos >= start + length:
+                shift += length
+            elif pos > start:
+                shift += pos - start
+            else:
+                break
+        return max(0.0, (pos - shift) / SAMPLE_RATE)
+
+
+class StepPlanner:
+    """Owns the slot table and every stream's queued frames. Not thread-safe by design:
+    one owner (the event loop, or the offline loop) calls every method."""
+
+    def __init__(self, info: EngineInfo) -> None:
+        self.info = info
+        self._free: list[int] = list(range(info.max_batch))
+        heapq.heapify(self._free)
+        self._streams: dict[int, _Stream] = {}
+        self._ready: dict[int, None] = {}
+        """Ids of streams with frames waiting, in arrival order (a set that keeps order)."""
+        self._ids = itertools.count(1)
+        self.steps = 0
+        self.frames_planned = 0
+
+    # -- admission -------------------------------------------------------------------------
+
+    @property
+    def total_slots(self) -> int:
+        return self.info.max_batch
+
+    @property
+    def used_slots(self) -> int:
+        return len(self._streams)
+
+    def open(self, listener: StreamListener, options: StreamOptions | None = None) -> int | None:
+        """Reserve a free slot for a new stream; None when every slot is taken."""
+        if not self._free:
+            return None
+        stream_id = next(self._ids)
+        slot = heapq.heappop(self._free)
+        self._streams[stream_id] = _Stream(stream_id, slot, options or StreamOptions(), listener)
+        return stream_id
+
+    def configure(self, stream_id: int, options: StreamOptions) -> None:
+        """Set options; only before the stream's first frame reaches the engine."""
+        stream = self._get(stream_id)
+        if stream.started or stream.queued:
+            raise StreamClosedError("options can only be set before the first audio")
+        stream.options = options
+
+    def slot_of(self, stream_id: int) -> int:
+        return self._get(stream_id).slot
+
+    def backlog(self, stream_id: int) -> int:
+        """Frames queued but not yet planned into a step."""
+        return self._get(stream_id).backlog
+
+    # -- input -------------------------------------------------------------------------------
+
+    def push(self, stream_id: int, frames: Frames) -> None:
+        """Queue whole frames, shape (n, FRAME_SAMPLES)."""
+        stream = self._get(stream_id)
+        if stream.ending:
+            raise StreamClosedError("stream already ended")
+        if frames.ndim != 2 or frames.shape[1] != FRAME_SAMPLES:
+            raise ValueError(f"frames must be (n, {FRAME_SAMPLES}), got {frames.shape}")
+        if frames.shape[0] == 0:
+            return
+        self._enqueue(stream, frames)
+
+    def finalize(self, stream_id: int, tail: Frames, *, end: bool) -> None:
+        """Flush: pad `tail` (< one frame of samples) and the engine's flush frames with
+        silence; the last padded frame carries the marker. With `end`, the stream accepts
+        no more input and is released once the marker completes."""
+        stream = self._get(stream_id)
+        if stream.ending:
+            raise StreamClosedError("stream already ended")
+        if tail.ndim != 1 or tail.size >= FRAME_SAMPLES:
+            raise ValueError(f"tail must be fewer than {FRAME_SAMPLES} samples, got {tail.shape}")
+        pad_frames = max(self.info.flush_frames, 0 if tail.size else 1)
+        block = np.zeros(((1 if tail.size else 0) + pad_frames, FRAME_SAMPLES), dtype=np.float32)
+        block[0, : tail.size] = tail
+        stream.paddings.append((stream.queued * FRAME_SAMPLES + tail.size, block.size - tail.size))
+        self._enqueue(stream, block)
+        stream.markers.append((stream.queued - 1, Marker.END if end else Marker.FINALIZE))
+        stream.ending = end
+
+    def close(self, stream_id: int) -> None:
+        """Drop a stream now (client gone): free its slot; results in flight are discarded."""
+        stream = self._streams.get(stream_id)
+        if stream is not None:
+            self._release(stream)
+
+    def _enqueue(self, stream: _Stream, frames: Frames) -> None:
+        stream.blocks.append(frames)
+        stream.queued += frames.shape[0]
+        self._ready[stream.id] = None
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def has_work(self) -> bool:
+        return bool(self._ready)
+
+    def plan(self) -> Plan | None:
+        """Take one frame from every stream that has one; None when nothing is waiting."""
+        if not self._ready:
+            return None
+        ids = list(self._ready)
+        n = len(ids)
+        slots = np.empty(n, dtype=np.int64)
+        frames = np.empty((n, FRAME_SAMPLES), dtype=np.float32)
+        reset = np.zeros(n, dtype=np.bool_)
+        flush = np.zeros(n, dtype=np.bool_)
+        options: list[StreamOptions | None] = [None] * n
+        markers: list[Marker | None] = [None] * n
+        for row, stream_id in enumerate(ids):
+            stream = self._streams[stream_id]
+            block = stream.blocks[0]
+            frames[row] = block[stream.head]
+            stream.head += 1
+            if stream.head == block.shape[0]:
+                stream.blocks.popleft()
+                stream.head = 0
+            slots[row] = stream.slot
+            if not stream.started:
+                stream.started = True
+                reset[row] = True
+                options[row] = stream.options
+            if stream.markers and stream.markers[0][0] == stream.planned:
+                markers[row] = stream.markers.popleft()[1]
+                flush[row] = True
+            stream.planned += 1
+            if not stream.blocks:
+                del self._ready[stream_id]
+        self.steps += 1
+        self.frames_planned += n
+        batch = StepInput(slots=slots, frames=frames, reset=reset, flush=flush, options=options)
+        return Plan(batch, tuple(ids), tuple(markers))
+
+    def complete(self, plan: Plan, output: StepOutput) -> None:
+        """Route a finished step's events to the streams that owned the rows."""
+        if len(output.events) != len(plan):
+            self.fail(plan, RuntimeError(f"engine returned {len(output.events)} rows for {len(plan)}"))
+            return
+        for row, stream_id in enumerate(plan.owners):
+            stream = self._streams.get(stream_id)
+            if stream is None:
+                continue  # left while the step was in flight; its slot may serve another stream
+            try:
+                self._deliver(stream, output.events[row], plan.markers[row])
+            except Exception:
+                # One listener's bug must not cost the other streams of the step their words.
+                log.exception("listener of stream %d failed; closing it", stream_id)
+                self.close(stream_id)
+
+    def _deliver(self, stream: _Stream, events: Sequence[EngineEvent], marker: Marker | None) -> None:
+        if events:
+            stream.listener.on_events([_retime(stream, e) for e in events])
+        if marker is Marker.FINALIZE:
+            stream.listener.on_flushed()
+        elif marker is Marker.END:
+            self._release(stream)
+            stream.listener.on_finished()
+
+    def fail(self, plan: Plan, error: BaseException) -> None:
+        """The step raised: release every stream it held and tell each one."""
+        for stream_id in plan.owners:
+            stream = self._streams.get(stream_id)
+            if stream is not None:
+                self._release(stream)
+                stream.listener.on_failed(error)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _get(self, stream_id: int) -> _Stream:
+        try:
+            return self._streams[stream_id]
+        except KeyError:
+            raise StreamClosedError(f"stream {stream_id} is not open") from None
+
+    def _release(self, stream: _Stream) -> None:
+        del self._streams[stream.id]
+        self._ready.pop(stream.id, None)
+        heapq.heappush(self._free, stream.slot)
+
+
+def _retime(stream: _Stream, event: EngineEvent) -> EngineEvent:
+    """An engine event with its times moved to the client's audio timeline."""
+    if isinstance(event, WordEvent):
+        return WordEvent(event.text, stream.to_stream_time(event.start_s), stream.to_stream_time(event.end_s))
+    return PauseEvent(stream.to_stream_time(event.time_s), event.probability)
+
+
+class _Collector:
+    """Listener for the offline path: keeps words, notes completion."""
+
+    def __init__(self) -> None:
+        self.words: list[WordEvent] = []
+        self.done = False
+        self.error: BaseException | None = None
+
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
+        self.words.extend(e for e in events if isinstance(e, WordEvent))
+
+    def on_flushed(self) -> None:
+        pass
+
+    def on_finished(self) -> None:
+        self.done = True
+
+    def on_failed(self, error: BaseException) -> None:
+        self.error = error
+        self.done = True
+
+
+def run_offline(
+    engine: Engine, clips: Sequence[Frames], options: StreamOptions | None = None
+) -> list[list[WordEvent]]:
+    """Transcribe whole clips synchronously through the same planner as live streams.
+
+    Clips take slots as they free up, so any number of clips runs in at most max_batch rows.
+    """
+    planner = StepPlanner(engine.info)
+    collectors = [_Collector() for _ in clips]
+    waiting = deque(range(len(clips)))
+    while waiting or planner.has_work():
+        while waiting:
+            index = waiting[0]
+            stream_id = planner.open(collectors[index], options)
+            if stream_id is None:
+                break
+            waiting.popleft()
+            frames, tail = split_frames(clips[index])
+            planner.push(stream_id, frames)
+            planner.finalize(stream_id, tail, end=True)
+        plan = planner.plan()
+        if plan is None:
+            break
+        try:
+            output = engine.step(plan.input)
+        except Exception as exc:
+            planner.fail(plan, exc)
+        else:
+            planner.complete(plan, output)
+    for collector in collectors:
+        if collector.error is not None:
+            raise RuntimeError("engine failed during offline transcription") from collector.error
+    return [c.words for c in collectors]

@@ -1,0 +1,1 @@
+"""The HTTP/WebSocket front: the only package that imports FastAPI and uvicorn."""

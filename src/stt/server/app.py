@@ -1,0 +1,372 @@
+"""The HTTP/WebSocket front: the only module that imports FastAPI (and runs uvicorn).
+
+`create_app` builds nothing at import time; the engine, scheduler, metrics and stream
+registry are made in the lifespan and live on `app.state`. Tests pass a ready engine in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import io
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from types import FrameType
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+import uvicorn
+from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocketDisconnect
+
+from stt.audio import read_audio
+from stt.config import Settings
+from stt.constants import PROTOCOL_VERSION, SAMPLE_RATE
+from stt.engine.interface import Engine, StreamOptions
+from stt.engine.registry import build_engine
+from stt.logs import fields
+from stt.messages import ErrorCode
+from stt.metrics import CONTENT_TYPE, Metrics
+from stt.ratelimit import KeyedRateLimiter
+from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler
+from stt.server.auth import Authenticator, extract_token
+from stt.server.lifecycle import Lifecycle
+from stt.session import Binary, Disconnect, Incoming, Session, SessionLimits, Text, refuse_json
+
+log = logging.getLogger(__name__)
+
+STREAM_PATHS = ("/v1/stream", "/v1/transcribe")
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+"""Reachable without an API key (orchestrators probe them)."""
+
+
+class _StarletteConnection:
+    """Adapts Starlette's WebSocket to `stt.session.Connection`."""
+
+    def __init__(self, websocket: WebSocket) -> None:
+        self._ws = websocket
+
+    async def receive(self) -> Incoming:
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return Disconnect(1006)
+        if message["type"] == "websocket.disconnect":
+            return Disconnect(int(message.get("code") or 1005))
+        data = message.get("bytes")
+        if data is not None:
+            return Binary(data)
+        return Text(message.get("text") or "")
+
+    async def send_text(self, text: str) -> None:
+        await self._ws.send_text(text)
+
+    async def close(self, code: int, reason: str = "") -> None:
+        await self._ws.close(code, reason)
+
+
+def _error_body(code: str, message: str) -> dict[str, Any]:
+    """OpenAI-style error body, so clients of that API handle ours unchanged."""
+    return {"error": {"code": code, "message": message}}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(_error_body(code, message), status_code=status, headers=headers)
+
+
+async def _deny(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
+    """Answer a request with `response` before any WebSocket upgrade. Servers without the
+    denial-response extension can only refuse the upgrade (HTTP 403)."""
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await response(scope, receive, send)
+
+
+class _AuthMiddleware:
+    """Every path but /healthz and /readyz needs a valid API key when keys are configured.
+    Runs before routing, so a refused WebSocket never upgrades (HTTP 401)."""
+
+    def __init__(self, app: ASGIApp, authenticator: Authenticator, metrics: Metrics) -> None:
+        self.app = app
+        self.authenticator = authenticator
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or not self.authenticator.enabled:
+            await self.app(scope, receive, send)
+            return
+        if scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+        label = self.authenticator.identify(extract_token(headers, query))
+        if label is None:
+            self.metrics.rejections.labels("unauthorized").inc()
+            message = (
+                "missing or invalid API key: send `Authorization: Bearer KEY`, "
+                "the `kyutai-api-key: KEY` header, or ?token=KEY"
+            )
+            response = _error(401, ErrorCode.UNAUTHORIZED.value, message, {"WWW-Authenticate": "Bearer"})
+            await _deny(scope, receive, send, response)
+            return
+        scope.setdefault("state", {})["api_key"] = label
+        await self.app(scope, receive, send)
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    return SessionLimits(
+        idle_timeout_s=settings.idle_timeout_s,
+        max_message_bytes=settings.max_message_bytes,
+        min_chunk_ms=settings.min_chunk_ms,
+        max_chunk_ms=settings.max_chunk_ms,
+        max_backlog_s=settings.max_backlog_s,
+        max_messages_per_s=settings.max_messages_per_s,
+        max_session_s=settings.max_session_s,
+        session_warning_s=settings.session_warning_s,
+        max_outbox_messages=settings.max_outbox_messages,
+        send_timeout_s=settings.send_timeout_s,
+    )
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """The application. Without `engine`, the configured one is built at startup."""
+    limits = session_limits(settings)
+    metrics = Metrics()
+    authenticator = Authenticator.from_settings(settings.api_keys, settings.api_keys_file)
+    connects = KeyedRateLimiter(settings.connect_rate_per_s, settings.connect_burst)
+    lifecycle = Lifecycle()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        built = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
+        scheduler = Scheduler(built, batch_wait_s=settings.batch_wait_ms / 1000)
+        scheduler.add_step_observer(lambda s, rows: metrics.observe_step(s, rows, scheduler.total_slots))
+        await scheduler.start()
+        app.state.scheduler = scheduler
+        metrics.bind_state(
+            slots_used=lambda: scheduler.used_slots,
+            slots_total=lambda: scheduler.total_slots,
+            streams_open=lambda: len(lifecycle),
+            backlog_s=lifecycle.backlog_s,
+            accepting=lambda: float(lifecycle.accepting),
+        )
+        if authenticator.enabled:
+            log.info("authentication on", extra=fields(keys=len(authenticator)))
+        else:
+            loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+            level = logging.INFO if loopback else logging.WARNING
+            log.log(level, "authentication off: no API keys configured (STT_API_KEYS or STT_API_KEYS_FILE)")
+        log.info(
+            "serving",
+            extra=fields(engine=built.info.name, slots=built.info.max_batch, delay_s=built.info.delay_s),
+        )
+        try:
+            yield
+        finally:
+            lifecycle.accepting = False
+            await scheduler.stop()
+
+    app = FastAPI(title="stt-server", version=str(PROTOCOL_VERSION), lifespan=lifespan)
+    app.add_middleware(_AuthMiddleware, authenticator=authenticator, metrics=metrics)
+    app.state.metrics = metrics
+    app.state.lifecycle = lifecycle
+
+    def scheduler_of(app: FastAPI) -> Scheduler:
+        scheduler: Scheduler = app.state.scheduler
+        return scheduler
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Readiness: the engine is warmed up and new streams are accepted."""
+        scheduler: Scheduler | None = getattr(app.state, "scheduler", None)
+        ready = bool(lifecycle.accepting and scheduler is not None and scheduler.running)
+        body: dict[str, Any] = {"ready": ready}
+        if scheduler is not None:
+            body.update(slots_used=scheduler.used_slots, slots_total=scheduler.total_slots)
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/v1/status")
+    async def status() -> dict[str, Any]:
+        """Capacity for load balancers: route new streams where slots are free."""
+        scheduler = scheduler_of(app)
+        return {
+            "engine": scheduler.info.name,
+            "protocol_version": PROTOCOL_VERSION,
+            "accepting": lifecycle.accepting,
+            "draining": lifecycle.draining,
+            "slots_used": scheduler.used_slots,
+            "slots_total": scheduler.total_slots,
+            "slots_free": scheduler.total_slots - scheduler.used_slots,
+            "streams_open": len(lifecycle),
+        }
+
+    @app.get("/metrics")
+    async def metrics_endpoint() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    async def refuse(websocket: WebSocket, code: ErrorCode, message: str) -> None:
+        metrics.rejections.labels(code.value).inc()
+        await websocket.accept()
+        await websocket.send_text(refuse_json(code, message))
+        await websocket.close(code.close_code, code.value)
+
+    async def stream(websocket: WebSocket) -> None:
+        scheduler = scheduler_of(websocket.app)
+        client = websocket.client.host if websocket.client else "-"
+        key = getattr(websocket.state, "api_key", None) or f"addr:{client}"
+        if not connects.allow(key):
+            metrics.rejections.labels(ErrorCode.RATE_LIMITED.value).inc()
+            message = f"more than {settings.connect_rate_per_s:g} new streams per second; slow down"
+            response = _error(429, ErrorCode.RATE_LIMITED.value, message, {"Retry-After": "1"})
+            await _deny(websocket.scope, websocket.receive, websocket.send, response)
+            return
+        if not lifecycle.accepting:
+            await refuse(
+                websocket, ErrorCode.DRAINING, "the server is shutting down; connect to another replica"
+            )
+            return
+        session = Session(scheduler, limits, metrics, client=client)
+        if not session.admit():
+            message = f"all {scheduler.total_slots} slots are busy; retry later"
+            await refuse(websocket, ErrorCode.OVER_CAPACITY, message)
+            return
+        lifecycle.add(session)
+        try:
+            await websocket.accept()
+            await session.run(_StarletteConnection(websocket))
+        finally:
+            lifecycle.discard(session)
+
+    for path in STREAM_PATHS:
+        app.add_api_websocket_route(path, stream)
+
+    @app.post("/v1/audio/transcriptions", response_model=None)
+    async def transcriptions(
+        request: Request,
+        file: Annotated[UploadFile, File(description="audio file: WAV, FLAC, OGG, MP3, ...")],
+        language: Annotated[str | None, Form()] = None,
+        response_format: Annotated[str, Form()] = "json",
+    ) -> JSONResponse | dict[str, Any]:
+        """Transcribe a whole file through the same batch as live streams (OpenAI-compatible)."""
+        scheduler = scheduler_of(app)
+        if not lifecycle.accepting:
+            return _error(503, ErrorCode.DRAINING.value, "the server is shutting down")
+        if response_format not in ("json", "verbose_json"):
+            return _error(400, "bad_request", "response_format must be 'json' or 'verbose_json'")
+        languages = scheduler.info.languages
+        if language is not None and languages and language.lower() not in languages:
+            return _error(400, "bad_request", f"unsupported language {language!r}; supported: {languages}")
+        data = await file.read(settings.max_upload_bytes + 1)
+        if len(data) > settings.max_upload_bytes:
+            return _error(413, "too_large", f"file exceeds {settings.max_upload_bytes} bytes")
+        try:
+            samples = await asyncio.to_thread(read_audio, io.BytesIO(data))
+        except ValueError as exc:
+            return _error(400, "bad_audio", str(exc))
+        options = StreamOptions(language=language.lower() if language else None)
+        try:
+            words = await scheduler.transcribe(samples, options, slot_wait_s=settings.upload_wait_s)
+        except NoCapacityError as exc:
+            metrics.rejections.labels(ErrorCode.OVER_CAPACITY.value).inc()
+            return _error(503, ErrorCode.OVER_CAPACITY.value, str(exc))
+        except EngineFailedError as exc:
+            log.error("offline transcription failed", extra=fields(error=repr(exc.__cause__)))
+            return _error(500, ErrorCode.INTERNAL_ERROR.value, "the engine failed while processing this file")
+        metrics.audio_seconds.inc(samples.size / SAMPLE_RATE)
+        metrics.words.inc(len(words))
+        text = " ".join(w.text for w in words)
+        if response_format == "json":
+            return {"text": text}
+        return {
+            "text": text,
+            "duration": round(samples.size / SAMPLE_RATE, 3),
+            "language": options.language,
+            "words": [
+                {"word": w.text, "start": round(w.start_s, 3), "end": round(w.end_s, 3)} for w in words
+            ],
+        }
+
+    return app
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but the first SIGTERM/SIGINT drains streams before uvicorn's own shutdown
+    (which would otherwise close every open WebSocket at once with 1012). A second signal
+    falls back to uvicorn's behaviour (Ctrl+C twice forces exit)."""
+
+    def __init__(self, config: uvicorn.Config, lifecycle: Lifecycle, grace_s: float) -> None:
+        super().__init__(config)
+        self._lifecycle = lifecycle
+        self._grace_s = grace_s
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Task[None] | None = None
+
+    async def serve(self, sockets: list[Any] | None = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._loop is None or self._drain is not None or self.should_exit:
+            super().handle_exit(sig, frame)
+            return
+        self._loop.call_soon_threadsafe(self._start_drain)
+
+    def _start_drain(self) -> None:
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self._lifecycle.drain(self._grace_s)
+        finally:
+            self.should_exit = True
+
+
+GC_THRESHOLDS = (20_000, 50, 100)
+"""Python's defaults (700, 10, 10) make the collector walk every open stream's objects every
+few seconds: at 1000 streams a full collection took 60-210 ms and a middle one up to 65 ms,
+during which no stream got a word (benchmarks/server_load.py: p99 added latency 260-520 ms).
+With the startup objects frozen and these thresholds, a 20 s run at 1000 streams saw only
+15 young collections (one over 20 000 objects takes about 0.4 ms on an idle CPU). Older
+generations are still collected (a full collection is considered once per 100 million net
+allocations), so cyclic garbage is reclaimed, only later: a 10-minute benchmarks/soak.py run
+levelled off at 84 MiB where the defaults stay at 76 (gen1/gen2 thresholds of 10 kept memory
+flat but brought back a 116 ms middle collection)."""
+
+
+def quiet_gc() -> None:
+    """Move everything built so far (imports, app, engine) out of the collector's reach and
+    collect less often: the server's per-message objects are short-lived and acyclic."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
+def run_server(settings: Settings, engine: Engine) -> None:
+    """Serve `engine` with uvicorn until SIGTERM/SIGINT, then drain gracefully."""
+    app = create_app(settings, engine=engine)
+    quiet_gc()
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,  # stt.logs configured the root logger
+        # Above our own limit so that oversize messages reach the session and get an Error.
+        ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
+        timeout_graceful_shutdown=10,
+        # PCM audio barely compresses and words are tiny; permessage-deflate (offered by browsers
+        # and the websockets client) cost 17% more CPU and 45 KiB more memory per stream at 500
+        # streams (benchmarks/server_load.py --deflate).
+        ws_per_message_deflate=False,
+    )
+    DrainingServer(config, app.state.lifecycle, settings.drain_grace_s).run()

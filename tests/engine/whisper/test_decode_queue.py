@@ -1,0 +1,98 @@
+"""The shared decode worker: oldest job first, partials coalesce, flushes take jobs back."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from stt.engine.whisper.decode_queue import DecodeQueue
+
+
+class GatedDecoder:
+    """Records what it decodes on which thread; blocks until the test opens the gate."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, request: str) -> str:
+        self.started.set()
+        self.gate.wait(10)
+        self.calls.append((request, threading.current_thread().name))
+        if request == "boom":
+            raise ValueError("decode failed")
+        return request.upper()
+
+
+@pytest.fixture
+def decoder() -> GatedDecoder:
+    return GatedDecoder()
+
+
+@pytest.fixture
+def queue(decoder: GatedDecoder) -> Iterator[DecodeQueue[str, str]]:
+    q: DecodeQueue[str, str] = DecodeQueue(decoder, name="worker")
+    yield q
+    decoder.gate.set()
+    q.close()
+
+
+def block_worker(queue: DecodeQueue[str, str], decoder: GatedDecoder) -> None:
+    queue.submit(99, "blocker")
+    assert decoder.started.wait(5)
+
+
+def test_the_job_that_waited_longest_runs_first(queue: DecodeQueue[str, str], decoder: GatedDecoder) -> None:
+    block_worker(queue, decoder)
+    a1 = queue.submit(1, "a1")
+    b = queue.submit(2, "b")
+    a2 = queue.submit(1, "a2")  # replaces a1 but keeps its place, ahead of b
+    decoder.gate.set()
+    assert b.future.result(5) == "B" and a2.future.result(5) == "A2"
+    assert a1.future.cancelled()
+    assert [request for request, _ in decoder.calls] == ["blocker", "a2", "b"]
+
+
+def test_final_jobs_are_never_replaced(queue: DecodeQueue[str, str], decoder: GatedDecoder) -> None:
+    block_worker(queue, decoder)
+    final = queue.submit(1, "final", final=True)
+    partial = queue.submit(1, "partial")
+    decoder.gate.set()
+    assert final.future.result(5) == "FINAL" and partial.future.result(5) == "PARTIAL"
+
+
+def test_result_runs_a_waiting_job_on_the_calling_thread(
+    queue: DecodeQueue[str, str], decoder: GatedDecoder
+) -> None:
+    block_worker(queue, decoder)
+    job = queue.submit(1, "mine", final=True)
+    threading.Timer(0.05, decoder.gate.set).start()
+    assert queue.result(job) == "MINE"
+    assert ("mine", threading.current_thread().name) in decoder.calls
+    assert queue.waiting() == 0
+
+
+def test_cancel_drops_a_waiting_job_and_errors_reach_the_caller(
+    queue: DecodeQueue[str, str], decoder: GatedDecoder
+) -> None:
+    block_worker(queue, decoder)
+    dropped = queue.submit(1, "dropped")
+    queue.cancel(dropped)
+    failing = queue.submit(2, "boom")
+    decoder.gate.set()
+    with pytest.raises(ValueError, match="decode failed"):
+        queue.result(failing)
+    assert dropped.future.cancelled()
+    assert "dropped" not in [request for request, _ in decoder.calls]
+
+
+def test_final_decodes_run_before_partial_ones(queue: DecodeQueue[str, str], decoder: GatedDecoder) -> None:
+    block_worker(queue, decoder)
+    partial = queue.submit(1, "partial")
+    final = queue.submit(2, "final", final=True)
+    decoder.gate.set()
+    assert partial.future.result(5) == "PARTIAL" and final.future.result(5) == "FINAL"
+    assert [request for request, _ in decoder.calls] == ["blocker", "final", "partial"]

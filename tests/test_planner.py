@@ -1,0 +1,234 @@
+"""The planner: slot table, one frame per stream per step, owner tags, flush padding."""
+
+import numpy as np
+import pytest
+
+from stt.audio import split_frames
+from stt.constants import FRAME_SAMPLES
+from stt.engine.fake.engine import FakeEngine
+from stt.engine.fake.tones import encode_text
+from stt.engine.interface import EngineInfo, StepOutput, StreamOptions, WordEvent
+from stt.planner import Marker, StepPlanner, StreamClosedError, run_offline
+from tests.fakes import Listener, RecordingEngine
+
+
+def info(slots: int = 4, flush: int = 2) -> EngineInfo:
+    return EngineInfo("test", max_batch=slots, delay_frames=flush, flush_frames=flush)
+
+
+def frames(n: int, value: float = 0.0) -> np.ndarray:
+    return np.full((n, FRAME_SAMPLES), value, dtype=np.float32)
+
+
+def drive(planner: StepPlanner, engine: FakeEngine) -> int:
+    """Run plan -> step -> complete until idle; return the number of steps."""
+    steps = 0
+    while (plan := planner.plan()) is not None:
+        planner.complete(plan, engine.step(plan.input))
+        steps += 1
+    return steps
+
+
+def test_admission_is_bounded_by_slots_and_reuses_freed_slots() -> None:
+    planner = StepPlanner(info(slots=2))
+    a, b = planner.open(Listener()), planner.open(Listener())
+    assert a is not None and b is not None
+    assert {planner.slot_of(a), planner.slot_of(b)} == {0, 1}
+    assert planner.open(Listener()) is None
+    assert planner.used_slots == 2
+    planner.close(a)
+    c = planner.open(Listener())
+    assert c is not None and c not in (a, b)
+    assert planner.slot_of(c) == 0
+
+
+def test_each_step_takes_one_frame_from_every_ready_stream() -> None:
+    planner = StepPlanner(info(slots=3))
+    ids = [planner.open(Listener()) for _ in range(3)]
+    for i, n in zip(ids, (1, 3, 2), strict=True):
+        assert i is not None
+        planner.push(i, frames(n, value=i / 10))
+    sizes = []
+    while (plan := planner.plan()) is not None:
+        assert len(set(plan.input.slots.tolist())) == len(plan)  # one row per slot
+        assert len(plan) <= 3
+        sizes.append(len(plan))
+        planner.complete(plan, StepOutput([[] for _ in range(len(plan))]))
+    assert sizes == [3, 2, 1]
+    assert planner.steps == 3 and planner.frames_planned == 6
+
+
+def test_frames_of_a_stream_are_planned_in_order_and_reset_only_first() -> None:
+    planner = StepPlanner(info(slots=1))
+    s = planner.open(Listener(), StreamOptions(language="fr"))
+    assert s is not None
+    audio = np.arange(3 * FRAME_SAMPLES, dtype=np.float32)
+    planner.push(s, audio[:FRAME_SAMPLES].reshape(1, -1))
+    planner.push(s, audio[FRAME_SAMPLES:].reshape(2, -1))
+    seen, resets, options = [], [], []
+    while (plan := planner.plan()) is not None:
+        seen.append(plan.input.frames[0].copy())
+        resets.append(bool(plan.input.reset[0]))
+        options.append(plan.input.options[0])
+        planner.complete(plan, StepOutput([[]]))
+    np.testing.assert_array_equal(np.concatenate(seen), audio)
+    assert resets == [True, False, False]
+    assert options == [StreamOptions(language="fr"), None, None]
+
+
+def test_reused_slot_never_receives_words_of_the_step_in_flight() -> None:
+    planner = StepPlanner(info(slots=1))
+    old, new = Listener(), Listener()
+    a = planner.open(old)
+    assert a is not None
+    planner.push(a, frames(1))
+    plan = planner.plan()  # the step is now "in flight" on the engine thread
+    assert plan is not None
+    planner.close(a)  # client left meanwhile
+    b = planner.open(new)
+    assert b is not None and planner.slot_of(b) == plan.input.slots[0]
+    planner.complete(plan, StepOutput([[WordEvent("secret", 0.0, 0.08)]]))
+    assert new.words == [] and old.words == []
+    planner.push(b, frames(1))
+    plan2 = planner.plan()
+    assert plan2 is not None and plan2.input.reset[0]  # the new stream starts from a clean state
+
+
+def test_finalize_pads_the_tail_and_flushes_on_the_last_padding_frame() -> None:
+    planner = StepPlanner(info(slots=1, flush=2))
+    listener = Listener()
+    s = planner.open(listener)
+    assert s is not None
+    planner.push(s, frames(1, 0.5))
+    planner.finalize(s, np.full(100, 0.25, dtype=np.float32), end=False)
+    rows = []
+    while (plan := planner.plan()) is not None:
+        rows.append((plan.input.frames[0].copy(), bool(plan.input.flush[0]), plan.markers[0]))
+        planner.complete(plan, StepOutput([[]]))
+    assert len(rows) == 4  # 1 audio + tail frame + 2 flush frames
+    tail_frame = rows[1][0]
+    assert (tail_frame[:100] == 0.25).all() and (tail_frame[100:] == 0).all()
+    assert [r[1] for r in rows] == [False, False, False, True]
+    assert rows[-1][2] is Marker.FINALIZE
+    assert listener.flushed == 1 and not listener.finished
+    planner.push(s, frames(1))  # the stream stays open after Finalize
+
+
+def test_flush_without_tail_or_flush_frames_still_gets_one_frame() -> None:
+    planner = StepPlanner(info(slots=1, flush=0))
+    listener = Listener()
+    s = planner.open(listener)
+    assert s is not None
+    planner.finalize(s, np.zeros(0, np.float32), end=True)
+    plan = planner.plan()
+    assert plan is not None and len(plan) == 1 and plan.input.flush[0]
+    planner.complete(plan, StepOutput([[]]))
+    assert listener.finished and planner.used_slots == 0
+
+
+def test_end_releases_the_slot_and_refuses_more_input() -> None:
+    planner = StepPlanner(info(slots=1))
+    listener = Listener()
+    s = planner.open(listener)
+    assert s is not None
+    planner.finalize(s, np.zeros(10, np.float32), end=True)
+    with pytest.raises(StreamClosedError):
+        planner.push(s, frames(1))
+    with pytest.raises(StreamClosedError):
+        planner.finalize(s, np.zeros(0, np.float32), end=True)
+    while (plan := planner.plan()) is not None:
+        planner.complete(plan, StepOutput([[]]))
+    assert listener.events == ["finished"]
+    assert planner.used_slots == 0
+    with pytest.raises(StreamClosedError):
+        planner.push(s, frames(1))
+
+
+def test_word_times_exclude_padding_inserted_by_finalize() -> None:
+    """After a Finalize, words are timed in the client's audio, not the padded timeline."""
+    engine = FakeEngine(slots=1, delay_frames=3)
+    planner = StepPlanner(engine.info)
+    listener = Listener()
+    s = planner.open(listener)
+    assert s is not None
+    first = encode_text("ab")  # 3 frames: a, b, silence
+    planner.push(s, split_frames(first)[0])
+    planner.finalize(s, np.zeros(960, np.float32), end=False)  # half a frame of real silence
+    drive(planner, engine)
+    second = encode_text("cd")
+    planner.push(s, split_frames(second)[0])
+    planner.finalize(s, np.zeros(0, np.float32), end=True)
+    drive(planner, engine)
+    assert [w.text for w in listener.words] == ["ab", "cd"]
+    cd = listener.words[1]
+    client_offset = (first.size + 960) / 24_000  # where "cd" starts in the audio the client sent
+    assert cd.start_s == pytest.approx(client_offset)
+    assert cd.end_s == pytest.approx(client_offset + 0.16)
+
+
+def test_configure_only_before_audio() -> None:
+    planner = StepPlanner(info())
+    s = planner.open(Listener())
+    assert s is not None
+    planner.configure(s, StreamOptions(language="en"))
+    planner.push(s, frames(1))
+    with pytest.raises(StreamClosedError):
+        planner.configure(s, StreamOptions(language="fr"))
+
+
+def test_push_rejects_wrong_shapes() -> None:
+    planner = StepPlanner(info())
+    s = planner.open(Listener())
+    assert s is not None
+    with pytest.raises(ValueError):
+        planner.push(s, np.zeros((1, 100), np.float32))
+    with pytest.raises(ValueError):
+        planner.finalize(s, np.zeros(FRAME_SAMPLES, np.float32), end=False)
+
+
+def test_a_raising_listener_does_not_cost_other_streams_their_words() -> None:
+    class Broken(Listener):
+        def on_events(self, events: object) -> None:
+            raise RuntimeError("listener bug")
+
+    engine = FakeEngine(slots=2, delay_frames=0)
+    planner = StepPlanner(engine.info)
+    good = Listener()
+    bad_id = planner.open(Broken())
+    good_id = planner.open(good)
+    assert bad_id is not None and good_id is not None
+    for i in (bad_id, good_id):
+        planner.push(i, split_frames(encode_text("hi"))[0])
+    drive(planner, engine)
+    assert good.text == "hi"
+    assert planner.used_slots == 1  # the broken stream was closed
+
+
+def test_engine_returning_wrong_row_count_fails_those_streams() -> None:
+    planner = StepPlanner(info(slots=2))
+    listeners = [Listener(), Listener()]
+    for listener in listeners:
+        s = planner.open(listener)
+        assert s is not None
+        planner.push(s, frames(1))
+    plan = planner.plan()
+    assert plan is not None
+    planner.complete(plan, StepOutput([[]]))
+    assert all(isinstance(listener.error, RuntimeError) for listener in listeners)
+    assert planner.used_slots == 0
+
+
+def test_run_offline_handles_more_clips_than_slots() -> None:
+    engine = RecordingEngine(slots=2, delay_frames=2)
+    texts = ["one", "two three", "", "four", "five six seven"]
+    words = run_offline(engine, [encode_text(t) for t in texts])
+    assert [" ".join(w.text for w in ws) for ws in words] == texts
+    assert max(len(r.slots) for r in engine.records) == 2
+
+
+def test_run_offline_raises_when_the_engine_fails() -> None:
+    from tests.fakes import FailingEngine
+
+    engine = FailingEngine(lambda batch: True, slots=1)
+    with pytest.raises(RuntimeError, match="engine failed"):
+        run_offline(engine, [encode_text("x")])
