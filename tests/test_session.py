@@ -5,14 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stt.audio import float32_to_pcm16
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from stt.scheduler import Scheduler
+from stt.scheduler import NoCapacityError, Scheduler
 from stt.session import Binary, Disconnect, Incoming, Session, SessionLimits, State, Text
+from tests.fakes import Listener
 
 
 class FakeConnection:
@@ -43,11 +45,13 @@ def run_session(script: list[Incoming], **limits: float) -> tuple[Session, FakeC
     async def main() -> tuple[Session, FakeConnection]:
         scheduler = Scheduler(FakeEngine(slots=1, delay_frames=2))
         await scheduler.start(warmup=False)
-        session = Session(scheduler, SessionLimits(**limits))  # type: ignore[arg-type]
-        assert session.admit()
-        assert not Session(scheduler, SessionLimits()).admit()  # the only slot is taken
+        session = Session(scheduler.info, SessionLimits(**limits))  # type: ignore[arg-type]
         conn = FakeConnection(script)
-        await session.run(conn)
+        async with scheduler.stream(session) as handle:
+            with pytest.raises(NoCapacityError, match="all 1 slots are busy"):
+                async with scheduler.stream(Listener()):
+                    pass  # the only slot is taken
+            await session.run(conn, handle)
         assert scheduler.used_slots == 0
         await scheduler.stop()
         return session, conn
@@ -80,10 +84,10 @@ def test_disconnect_mid_stream_releases_the_slot() -> None:
     async def main() -> tuple[Session, FakeConnection]:
         scheduler = Scheduler(FakeEngine(slots=1))
         await scheduler.start(warmup=False)
-        session = Session(scheduler, SessionLimits())
-        assert session.admit()
+        session = Session(scheduler.info, SessionLimits())
         conn = FakeConnection([Binary(float32_to_pcm16(encode_text("bye")))], hold_open=False)
-        await session.run(conn)
+        async with scheduler.stream(session) as handle:
+            await session.run(conn, handle)
         assert scheduler.used_slots == 0
         await scheduler.stop()
         return session, conn
@@ -122,10 +126,12 @@ def test_any_message_sequence_ends_cleanly(script: list[Incoming], end: bool) ->
     async def main() -> tuple[FakeConnection, int]:
         scheduler = Scheduler(FakeEngine(slots=1, delay_frames=1))
         await scheduler.start(warmup=False)
-        session = Session(scheduler, SessionLimits(idle_timeout_s=0.2, min_chunk_ms=20, max_chunk_ms=100))
-        assert session.admit()
+        session = Session(
+            scheduler.info, SessionLimits(idle_timeout_s=0.2, min_chunk_ms=20, max_chunk_ms=100)
+        )
         conn = FakeConnection(script)
-        await asyncio.wait_for(session.run(conn), 10)
+        async with scheduler.stream(session) as handle:
+            await asyncio.wait_for(session.run(conn, handle), 10)
         used = scheduler.used_slots
         await scheduler.stop()
         return conn, used

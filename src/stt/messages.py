@@ -249,6 +249,11 @@ class FinalStatus(enum.StrEnum):
     DRAINING = "draining"
     """The server is shutting down and ended it after the drain grace period."""
 
+    @property
+    def close_code(self) -> CloseCode:
+        """1000 after a Final, 1001 when the server ended the stream because it shuts down."""
+        return CloseCode.GOING_AWAY if self is FinalStatus.DRAINING else CloseCode.NORMAL
+
 
 @dataclass(frozen=True, slots=True)
 class Final:

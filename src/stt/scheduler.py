@@ -17,10 +17,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from stt.audio import split_frames
 from stt.engine.interface import Engine, EngineEvent, EngineInfo, StreamOptions, WordEvent
@@ -55,43 +55,87 @@ StepObserver = Callable[[float, int], None]
 """Called on the event loop after each step with (seconds, rows)."""
 
 
+class StreamPort(Protocol):
+    """What a StreamHandle may ask of the scheduler, for one stream id: the per-stream calls
+    of the planner, with the loop woken when input arrives and waiters told of a freed slot."""
+
+    def slot_of(self, stream_id: int) -> int: ...
+
+    def backlog(self, stream_id: int) -> int: ...
+
+    def configure(self, stream_id: int, options: StreamOptions) -> None: ...
+
+    def push(self, stream_id: int, frames: Frames) -> None: ...
+
+    def finalize(self, stream_id: int, tail: Frames, *, end: bool) -> None: ...
+
+    def release(self, stream_id: int) -> None: ...
+
+
 class StreamHandle:
     """A stream's way into the scheduler. Methods are called on the event loop."""
 
-    def __init__(self, scheduler: Scheduler, stream_id: int) -> None:
-        self._scheduler = scheduler
+    def __init__(self, port: StreamPort, stream_id: int) -> None:
+        self._port = port
         self.id = stream_id
         self.closed = False
 
     @property
     def slot(self) -> int:
-        return self._scheduler._planner.slot_of(self.id)
+        return self._port.slot_of(self.id)
 
     @property
     def backlog_frames(self) -> int:
         """Frames received but not yet stepped."""
-        return self._scheduler._planner.backlog(self.id)
+        return self._port.backlog(self.id)
 
     def configure(self, options: StreamOptions) -> None:
-        self._scheduler._planner.configure(self.id, options)
+        self._port.configure(self.id, options)
 
     def push(self, frames: Frames) -> None:
         """Queue whole frames, shape (n, FRAME_SAMPLES)."""
         if frames.shape[0]:
-            self._scheduler._planner.push(self.id, frames)
-            self._scheduler._wake.set()
+            self._port.push(self.id, frames)
 
     def finalize(self, tail: Frames, *, end: bool) -> None:
         """Flush everything sent so far (`tail` is the last partial frame's samples)."""
-        self._scheduler._planner.finalize(self.id, tail, end=end)
-        self._scheduler._wake.set()
+        self._port.finalize(self.id, tail, end=end)
 
     def close(self) -> None:
         """Drop the stream now and free its slot (idempotent)."""
         if not self.closed:
             self.closed = True
-            self._scheduler._planner.close(self.id)
-            self._scheduler._slot_freed()
+            self._port.release(self.id)
+
+
+class _Port:
+    """The scheduler's StreamPort: the planner's per-stream calls plus the loop's wake-up."""
+
+    def __init__(self, planner: StepPlanner, wake: Callable[[], None], freed: Callable[[], None]) -> None:
+        self._planner = planner
+        self._wake = wake
+        self._freed = freed
+
+    def slot_of(self, stream_id: int) -> int:
+        return self._planner.slot_of(stream_id)
+
+    def backlog(self, stream_id: int) -> int:
+        return self._planner.backlog(stream_id)
+
+    def configure(self, stream_id: int, options: StreamOptions) -> None:
+        self._planner.configure(stream_id, options)
+
+    def push(self, stream_id: int, frames: Frames) -> None:
+        self._planner.push(stream_id, frames)
+        self._wake()
+
+    def finalize(self, stream_id: int, tail: Frames, *, end: bool) -> None:
+        self._planner.finalize(stream_id, tail, end=end)
+        self._wake()
+
+    def release(self, stream_id: int) -> None:
+        self._planner.close(stream_id)
+        self._freed()
 
 
 class _WordsFuture:
@@ -119,7 +163,7 @@ class _WordsFuture:
 
 
 class Scheduler:
-    """Streams join with `open`, feed frames through their handle, and get results through
+    """Streams join with `async with stream(...)`, feed frames through their handle, and get results through
     their listener. Start with `await start()`, stop with `await stop()`."""
 
     def __init__(self, engine: Engine, *, batch_wait_s: float = 0.0) -> None:
@@ -132,6 +176,7 @@ class Scheduler:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
+        self._port = _Port(self._planner, self._wake.set, self._slot_freed)
         self._observers: list[StepObserver] = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -185,20 +230,39 @@ class Scheduler:
         return self._planner.total_slots
 
     def open(self, listener: StreamListener, options: StreamOptions | None = None) -> StreamHandle | None:
-        """Reserve a slot now, or return None when all are busy (the caller refuses)."""
+        """Reserve a slot now, or return None when all are busy. The caller must close the
+        handle; `stream()` does it for you and is what servers use."""
         stream_id = self._planner.open(listener, options)
-        return None if stream_id is None else StreamHandle(self, stream_id)
+        return None if stream_id is None else StreamHandle(self._port, stream_id)
 
-    async def open_waiting(
-        self, listener: StreamListener, options: StreamOptions | None, timeout_s: float
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, listener: StreamListener, options: StreamOptions | None = None, *, wait_s: float = 0.0
+    ) -> AsyncIterator[StreamHandle]:
+        """Hold a slot for the body of an `async with`: taken on entry, released on exit
+        whatever happens in between (an accept() that fails, a cancelled handler).
+
+        Raises NoCapacityError when no slot is free, after waiting up to `wait_s` for one.
+        """
+        handle = self.open(listener, options)
+        if handle is None:
+            handle = await self._wait_for_slot(listener, options, wait_s)
+        try:
+            yield handle
+        finally:
+            handle.close()
+
+    async def _wait_for_slot(
+        self, listener: StreamListener, options: StreamOptions | None, wait_s: float
     ) -> StreamHandle:
-        """Reserve a slot, waiting up to `timeout_s` for one to free up."""
+        if wait_s <= 0:
+            raise NoCapacityError(f"all {self.total_slots} slots are busy; retry later")
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
+        deadline = loop.time() + wait_s
         while (handle := self.open(listener, options)) is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise NoCapacityError(f"no free slot within {timeout_s:g} s")
+                raise NoCapacityError(f"no free slot within {wait_s:g} s")
             waiter: asyncio.Future[None] = loop.create_future()
             self._slot_waiters.append(waiter)
             try:
@@ -216,14 +280,10 @@ class Scheduler:
         """Offline: a whole clip through the live batch, beside the live streams."""
         frames, tail = split_frames(audio)
         listener = _WordsFuture(asyncio.get_running_loop().create_future())
-        handle = await self.open_waiting(listener, options, slot_wait_s)
-        try:
+        async with self.stream(listener, options, wait_s=slot_wait_s) as handle:
             handle.push(frames)
             handle.finalize(tail, end=True)
             return await listener.future
-        finally:
-            if not listener.future.done():
-                handle.close()  # caller went away: free the slot
 
     def _slot_freed(self) -> None:
         """Wake as many slot waiters as there are free slots."""

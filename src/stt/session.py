@@ -1,18 +1,21 @@
 """One WebSocket stream as an explicit state machine, independent of the web framework.
 
 The server adapts its socket to `Connection`; everything the protocol says about order,
-limits, errors and close codes lives here. Two tasks run per session: the receive loop
-(client -> scheduler) and the send loop (outbox -> client). The scheduler's listener
-callbacks only append to the outbox, so the engine loop never waits on a slow client.
+limits, errors and close codes lives here, and every change of state goes through
+`stt.session_state.StreamState.move`, which refuses illegal moves. Two tasks run per
+session: the receive loop (client -> scheduler) and the send loop (outbox -> client). The
+scheduler's listener callbacks only append to the outbox, so the engine loop never waits on
+a slow client.
 
-States: OPEN (audio accepted; Configure allowed until the first audio) -> ENDING (end of
-stream received or decided by the server; waiting for Final) -> CLOSED.
+The session does not take its slot: the caller holds one for it with
+`async with scheduler.stream(session) as handle: await session.run(conn, handle)`, so the
+slot is released however the connection ends. `receive` takes this server's wire format
+(`decode_message`); another protocol's adapter decodes its own frames and calls `handle`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
 import uuid
@@ -23,10 +26,10 @@ from typing import Protocol, TypeAlias
 
 from stt.audio import FrameAssembler, pcm16_to_float32
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SECONDS, SAMPLE_RATE
-from stt.engine.interface import EngineEvent, StreamOptions, WordEvent
+from stt.engine.interface import EngineEvent, EngineInfo, StreamOptions, WordEvent
 from stt.logs import fields
 from stt.messages import (
-    CloseCode,
+    ClientMessage,
     CloseStream,
     Configure,
     Error,
@@ -47,7 +50,8 @@ from stt.messages import (
 )
 from stt.metrics import Metrics
 from stt.ratelimit import TokenBucket
-from stt.scheduler import Scheduler, StreamHandle
+from stt.scheduler import StreamHandle
+from stt.session_state import CloseReason, State, StreamState
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +75,25 @@ class Disconnect:
 
 
 Incoming: TypeAlias = Binary | Text | Disconnect
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """The next samples of the stream, PCM16 little-endian."""
+
+    pcm: bytes
+
+
+ClientInput: TypeAlias = Audio | ClientMessage
+"""A client message once its protocol's adapter has decoded it."""
+
+
+def decode_message(message: Binary | Text) -> ClientInput:
+    """This server's wire format (docs/protocol.md): binary is audio or the EOS marker,
+    text is a JSON control. Raises ProtocolError(BAD_MESSAGE) for bad text."""
+    if isinstance(message, Binary):
+        return CloseStream() if message.data == END_OF_STREAM_BYTES else Audio(message.data)
+    return parse_client_text(message.text)
 
 
 class Connection(Protocol):
@@ -115,10 +138,10 @@ class SessionLimits:
         )
 
 
-class State(enum.Enum):
-    OPEN = "open"
-    ENDING = "ending"
-    CLOSED = "closed"
+_RECEIVING = frozenset({State.CONFIGURING, State.STREAMING, State.ENDING})
+"""States in which client messages are acted on (SERVER_ENDING ignores them)."""
+_SENDING = frozenset({State.CONFIGURING, State.STREAMING, State.ENDING, State.SERVER_ENDING})
+"""States in which results, warnings and the one Final or Error still go out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +177,11 @@ def _ms(samples: int) -> float:
 
 
 class Session:
-    """A client stream: admitted to a slot, fed frame by frame, answered word by word."""
+    """A client stream: fed frame by frame through its slot's handle, answered word by word."""
 
     def __init__(
         self,
-        scheduler: Scheduler,
+        info: EngineInfo,
         limits: SessionLimits,
         metrics: Metrics | None = None,
         *,
@@ -166,29 +189,31 @@ class Session:
         client: str = "-",
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
-        self.state = State.OPEN
-        self.close_reason = "open"
         self.words: list[WordEvent] = []
-        self._scheduler = scheduler
+        self._info = info
         self._limits = limits
         self._metrics = metrics or Metrics()
         self._client = client
+        self._state = StreamState()
         self._assembler = FrameAssembler()
         self._handle: StreamHandle | None = None
         self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         self._messages = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
         self._arrivals = _ArrivalClock()
-        self._short_chunk_ms: float | None = None
-        self._audio_started = False
         self._pauses = False
-        self._closing = False
-        self._server_ended = False
-        self._final_status = FinalStatus.COMPLETE
-        self._final_close = CloseCode.NORMAL
         self._opened = time.monotonic()
         self._ended_at: float | None = None
         self._timers: list[asyncio.TimerHandle] = []
+
+    @property
+    def state(self) -> State:
+        return self._state.state
+
+    @property
+    def close_reason(self) -> CloseReason | None:
+        """Why the stream ended (or is ending); None while it is open."""
+        return self._state.reason
 
     @property
     def audio_s(self) -> float:
@@ -201,28 +226,23 @@ class Session:
             return 0.0
         return self._handle.backlog_frames * FRAME_SECONDS + self._assembler.pending_samples / SAMPLE_RATE
 
-    def admit(self) -> bool:
-        """Reserve a slot; False when the server is at capacity."""
-        self._handle = self._scheduler.open(self)
-        return self._handle is not None
-
-    async def run(self, conn: Connection) -> None:
-        """Serve the stream until it completes, fails or the client leaves."""
-        if self._handle is None:
-            raise RuntimeError("admit() the session before running it")
-        info = self._scheduler.info
+    async def run(self, conn: Connection, handle: StreamHandle) -> None:
+        """Serve the stream on `handle`'s slot until it completes, fails or the client
+        leaves. The caller releases the slot (`Scheduler.stream` does)."""
+        self._handle = handle
+        info = self._info
         self._send(
             Ready(
                 self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits.advertised()
             )
         )
-        log.info("stream open", extra=fields(id=self.id, slot=self._handle.slot, client=self._client))
+        log.info("stream open", extra=fields(id=self.id, slot=handle.slot, client=self._client))
         self._arm_session_timer()
         receiver = asyncio.create_task(self._receive_loop(conn), name=f"recv-{self.id[:8]}")
         sender = self._sender = asyncio.create_task(self._send_loop(conn), name=f"send-{self.id[:8]}")
         try:
             await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
-            if not sender.done() and self._closing:
+            if not sender.done() and self.state is State.CLOSING:
                 await asyncio.wait({sender}, timeout=self._limits.send_timeout_s)  # let Error / Final out
         finally:
             # Cancel without awaiting: nothing is left to wait for, and a second await while the
@@ -231,11 +251,10 @@ class Session:
                 task.cancel()
             for timer in self._timers:
                 timer.cancel()
-            self._handle.close()
-            self.state = State.CLOSED
-            if self.close_reason == "open":
-                self.close_reason = "client_disconnected"
-            self._metrics.closes.labels(self.close_reason).inc()
+            self._state.move(State.CLOSED)
+            reason = self._state.reason
+            assert reason is not None  # CLOSED always has one
+            self._metrics.closes.labels(reason.value).inc()
             log.info(
                 "stream closed",
                 extra=fields(
@@ -243,7 +262,7 @@ class Session:
                     duration_s=time.monotonic() - self._opened,
                     audio_s=self.audio_s,
                     words=len(self.words),
-                    reason=self.close_reason,
+                    reason=reason.value,
                 ),
             )
 
@@ -251,18 +270,15 @@ class Session:
 
     def warn(self, code: str, message: str, remaining_s: float) -> None:
         """Tell the client the server will end the stream in `remaining_s`."""
-        if not self._closing and self.state is State.OPEN:
+        if self._state.is_open:
             self._send(StreamWarning(code, message, remaining_s))
 
-    def end_by_server(self, status: FinalStatus, close_code: CloseCode) -> None:
-        """End the stream as if the client had: flush, send a Final with `status`, close.
-        Audio the client sends afterwards is ignored (it could not know yet)."""
-        if self._closing or self.state is not State.OPEN:
-            return
-        self._final_status = status
-        self._final_close = close_code
-        self._server_ended = True
-        self._end_of_stream()
+    def end_by_server(self, status: FinalStatus) -> None:
+        """End the stream as if the client had: flush, send a Final with `status`, close
+        (with the status's close code). Audio the client sends afterwards is ignored (it
+        could not know yet)."""
+        if self._state.is_open:
+            self._end_of_stream(State.SERVER_ENDING, CloseReason(status.value))
 
     def _arm_session_timer(self) -> None:
         limit = self._limits.max_session_s
@@ -279,15 +295,13 @@ class Session:
                 limit - warning_at,
             )
         )
-        self._timers.append(
-            loop.call_later(limit, self.end_by_server, FinalStatus.MAX_DURATION, CloseCode.NORMAL)
-        )
+        self._timers.append(loop.call_later(limit, self.end_by_server, FinalStatus.MAX_DURATION))
 
     # -- client -> server ------------------------------------------------------------------
 
     async def _receive_loop(self, conn: Connection) -> None:
-        while not self._closing:
-            timeout = self._limits.idle_timeout_s if self.state is State.OPEN else None
+        while self.state in _SENDING:
+            timeout = self._limits.idle_timeout_s if self._state.is_open else None
             try:
                 async with asyncio.timeout(timeout):
                     message = await conn.receive()
@@ -296,16 +310,44 @@ class Session:
                 return
             if isinstance(message, Disconnect):
                 return
-            if self._server_ended:
-                continue  # the server ended the stream; the client may not know yet
-            try:
-                self._handle_message(message)
-            except ProtocolError as exc:
-                self._fail(exc.code, exc.message)
-                return
+            self.receive(message)
 
-    def _handle_message(self, message: Binary | Text) -> None:
-        size = len(message.data) if isinstance(message, Binary) else _utf8_size(message.text)
+    def receive(self, message: Binary | Text) -> None:
+        """One client message in this server's wire format. A message that breaks the
+        protocol ends the stream with an Error; once the server has ended the stream,
+        messages are ignored."""
+        if self.state not in _RECEIVING:
+            return
+        try:
+            self._check_message_limits(
+                len(message.data) if isinstance(message, Binary) else _utf8_size(message.text)
+            )
+            self.handle(decode_message(message))
+        except ProtocolError as exc:
+            self._fail(exc.code, exc.message)
+
+    def handle(self, message: ClientInput) -> None:
+        """One decoded client message (the entry point for protocol adapters). Raises
+        ProtocolError when it breaks the protocol; ignored once the server ended the stream."""
+        if self.state not in _RECEIVING:
+            return
+        match message:
+            case Audio(pcm):
+                self._audio(pcm)
+            case KeepAlive():
+                pass
+            case Configure() as configure:
+                self._configure(configure)
+            case Finalize():
+                self._require_open("Finalize")
+                self._state.move(State.STREAMING)
+                self._stream.finalize(self._assembler.take_remainder(), end=False)
+            case CloseStream():
+                if self._state.is_open:
+                    self._end_of_stream(State.ENDING, CloseReason.COMPLETE)
+                # else: a second end marker (CloseStream then EOS) changes nothing
+
+    def _check_message_limits(self, size: int) -> None:
         if size > self._limits.max_message_bytes:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {self._limits.max_message_bytes}"
@@ -315,25 +357,6 @@ class Session:
                 ErrorCode.RATE_LIMITED,
                 f"more than {self._limits.max_messages_per_s:g} messages per second; send larger chunks",
             )
-        if isinstance(message, Binary):
-            if message.data == END_OF_STREAM_BYTES:
-                self._end_of_stream()
-            else:
-                self._audio(message.data)
-            return
-        match parse_client_text(message.text):
-            case KeepAlive():
-                pass
-            case Configure() as configure:
-                self._configure(configure)
-            case Finalize():
-                self._require_open("Finalize")
-                self._audio_started = True
-                self._short_chunk_ms = None
-                assert self._handle is not None
-                self._handle.finalize(self._assembler.take_remainder(), end=False)
-            case CloseStream():
-                self._end_of_stream()
 
     def _audio(self, data: bytes) -> None:
         self._require_open("audio")
@@ -347,17 +370,19 @@ class Session:
                 ErrorCode.TOO_LARGE,
                 f"audio chunk of {_ms(samples):g} ms exceeds the {self._limits.max_chunk_ms:g} ms maximum",
             )
-        if self._short_chunk_ms is not None:
+        state = self._state
+        if state.short_chunk_ms is not None:
             raise ProtocolError(
                 ErrorCode.BAD_FRAME,
-                f"audio chunk of {self._short_chunk_ms:g} ms is below the {self._limits.min_chunk_ms:g} ms "
+                f"audio chunk of {state.short_chunk_ms:g} ms is below the {self._limits.min_chunk_ms:g} ms "
                 "minimum; only the last chunk before Finalize or the end of stream may be shorter",
             )
+        if state.state is State.CONFIGURING:
+            state.move(State.STREAMING)
         if _ms(samples) < self._limits.min_chunk_ms:
-            self._short_chunk_ms = _ms(samples)
-        self._audio_started = True
-        assert self._handle is not None
-        self._handle.push(self._assembler.push(pcm16_to_float32(data)))
+            state.note_short_chunk(_ms(samples))
+        stream = self._stream
+        stream.push(self._assembler.push(pcm16_to_float32(data)))
         self._arrivals.mark(self._assembler.samples_in, time.monotonic())
         self._metrics.audio_seconds.inc(samples / SAMPLE_RATE)
         backlog = self.backlog_s
@@ -372,36 +397,38 @@ class Session:
 
     def _configure(self, message: Configure) -> None:
         self._require_open("Configure")
-        if self._audio_started:
+        if self.state is not State.CONFIGURING:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure must come before any audio")
-        languages = self._scheduler.info.languages
+        languages = self._info.languages
         if message.language is not None and languages and message.language not in languages:
             raise ProtocolError(
                 ErrorCode.BAD_MESSAGE,
                 f"unsupported language {message.language!r}; this engine supports: {', '.join(languages)}",
             )
-        if message.pauses and not self._scheduler.info.pause_events:
+        if message.pauses and not self._info.pause_events:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "this engine does not predict pauses")
-        assert self._handle is not None
-        self._handle.configure(StreamOptions(language=message.language))
+        self._stream.configure(StreamOptions(language=message.language))
         self._pauses = message.pauses
 
-    def _end_of_stream(self) -> None:
-        if self.state is State.ENDING:
-            return  # a second end marker (CloseStream then EOS) changes nothing
-        self.state = State.ENDING
+    def _end_of_stream(self, ending: State, reason: CloseReason) -> None:
+        self._state.move(ending, reason)
         self._ended_at = time.monotonic()
-        assert self._handle is not None
-        self._handle.finalize(self._assembler.take_remainder(), end=True)
+        self._stream.finalize(self._assembler.take_remainder(), end=True)
 
     def _require_open(self, what: str) -> None:
-        if self.state is not State.OPEN:
+        if not self._state.is_open:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} received after end of stream")
+
+    @property
+    def _stream(self) -> StreamHandle:
+        if self._handle is None:
+            raise RuntimeError("the session is not running: run() it on a handle first")
+        return self._handle
 
     # -- server -> client (StreamListener) ------------------------------------------------
 
     def on_events(self, events: Sequence[EngineEvent]) -> None:
-        if self._closing:
+        if self.state not in _SENDING:
             return
         now = time.monotonic()
         for event in events:
@@ -422,17 +449,19 @@ class Session:
             self._metrics.first_word_latency.observe(now - arrived)
 
     def on_flushed(self) -> None:
-        if not self._closing:
+        if self.state in _SENDING:
             self._send(Flushed(self.audio_s))
 
     def on_finished(self) -> None:
-        if self._closing:
-            return
-        self._send(Final(list(self.words), self.audio_s, self._final_status))
+        reason = self._state.final_reason
+        if reason is None:
+            return  # already closing: an Error went out, or the client stopped reading
+        status = reason.final_status
+        assert status is not None  # ENDING and SERVER_ENDING hold a Final's reason
+        self._send(Final(list(self.words), self.audio_s, status))
         if self._ended_at is not None:
             self._metrics.final_latency.observe(time.monotonic() - self._ended_at)
-        self.close_reason = self._final_status.value
-        self._close(self._final_close, self._final_status.value)
+        self._close(reason)
 
     def on_failed(self, error: BaseException) -> None:
         log.error("stream failed in the engine", extra=fields(id=self.id, error=repr(error)))
@@ -447,25 +476,28 @@ class Session:
         self._outbox.put_nowait(message.to_json())
 
     def _fail(self, code: ErrorCode, message: str) -> None:
-        if self._closing:
+        if self.state not in _SENDING:
             return
         log.info("stream error", extra=fields(id=self.id, code=code.value, message=message))
         self._metrics.errors.labels(code.value).inc()
         self._send(Error(code, message))
-        self.close_reason = code.value
-        self._close(code.close_code, code.value)
+        self._close(CloseReason.of_error(code))
 
-    def _close(self, code: int, reason: str) -> None:
-        self._closing = True
-        self._outbox.put_nowait(_Close(code, reason))
+    def _close(self, reason: CloseReason) -> None:
+        """Queue the close frame after what is queued (unless the client stopped reading)."""
+        if self.state is State.ABANDONED:
+            return
+        self._state.move(State.CLOSING, reason)
+        code = reason.close_code
+        assert code is not None  # Finals and Errors close with a code
+        self._outbox.put_nowait(_Close(code, reason.value))
 
     def _abandon(self, why: str) -> None:
         """The client does not read: stop without a close handshake, which could not be sent."""
-        if self.close_reason == "slow_consumer":
+        if self.state in (State.ABANDONED, State.CLOSED):
             return
         log.info("stream abandoned", extra=fields(id=self.id, why=why))
-        self.close_reason = "slow_consumer"
-        self._closing = True
+        self._state.move(State.ABANDONED)
         if self._sender is not None:
             self._sender.cancel()
 
@@ -495,7 +527,9 @@ def refuse_json(code: ErrorCode, message: str) -> str:
 
 
 __all__ = [
+    "Audio",
     "Binary",
+    "ClientInput",
     "Connection",
     "Disconnect",
     "Incoming",
@@ -503,5 +537,6 @@ __all__ = [
     "SessionLimits",
     "State",
     "Text",
+    "decode_message",
     "refuse_json",
 ]

@@ -17,8 +17,8 @@ class Stream:
     def warn(self, code: str, message: str, remaining_s: float) -> None:
         self.warnings.append((code, remaining_s))
 
-    def end_by_server(self, status: FinalStatus, close_code: CloseCode) -> None:
-        self.ended = (status, close_code)
+    def end_by_server(self, status: FinalStatus) -> None:
+        self.ended = (status, status.close_code)
         asyncio.get_running_loop().call_later(0.01, self._lifecycle.discard, self)
 
 

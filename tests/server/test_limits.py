@@ -188,11 +188,11 @@ def test_a_client_that_stops_reading_is_dropped() -> None:
     async def main() -> tuple[Session, int]:
         scheduler = Scheduler(FakeEngine(slots=1, delay_frames=0))
         await scheduler.start(warmup=False)
-        session = Session(scheduler, SessionLimits(max_outbox_messages=5, send_timeout_s=60))
-        assert session.admit()
+        session = Session(scheduler.info, SessionLimits(max_outbox_messages=5, send_timeout_s=60))
         words = " ".join(f"w{i}" for i in range(20))
         audio = Binary(float32_to_pcm16(encode_text(words)))
-        await asyncio.wait_for(session.run(StuckConnection([audio])), 10)
+        async with scheduler.stream(session) as handle:
+            await asyncio.wait_for(session.run(StuckConnection([audio]), handle), 10)
         used = scheduler.used_slots
         await scheduler.stop()
         return session, used
@@ -215,9 +215,9 @@ def test_send_timeout_drops_a_client_that_accepts_nothing() -> None:
     async def main() -> Session:
         scheduler = Scheduler(FakeEngine(slots=1))
         await scheduler.start(warmup=False)
-        session = Session(scheduler, SessionLimits(send_timeout_s=0.2))
-        assert session.admit()
-        await asyncio.wait_for(session.run(Frozen([])), 5)
+        session = Session(scheduler.info, SessionLimits(send_timeout_s=0.2))
+        async with scheduler.stream(session) as handle:
+            await asyncio.wait_for(session.run(Frozen([]), handle), 5)
         await scheduler.stop()
         return session
 

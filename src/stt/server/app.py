@@ -235,17 +235,19 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                 websocket, ErrorCode.DRAINING, "the server is shutting down; connect to another replica"
             )
             return
-        session = Session(scheduler, limits, metrics, client=client)
-        if not session.admit():
-            message = f"all {scheduler.total_slots} slots are busy; retry later"
-            await refuse(websocket, ErrorCode.OVER_CAPACITY, message)
-            return
-        lifecycle.add(session)
+        session = Session(scheduler.info, limits, metrics, client=client)
         try:
-            await websocket.accept()
-            await session.run(_StarletteConnection(websocket))
-        finally:
-            lifecycle.discard(session)
+            async with scheduler.stream(session) as handle:
+                # The slot is taken before the upgrade (a refusal is sent instead of Ready) and
+                # released when this block exits, however it does: accept() can fail too.
+                await websocket.accept()
+                lifecycle.add(session)
+                try:
+                    await session.run(_StarletteConnection(websocket), handle)
+                finally:
+                    lifecycle.discard(session)
+        except NoCapacityError as exc:
+            await refuse(websocket, ErrorCode.OVER_CAPACITY, str(exc))
 
     for path in STREAM_PATHS:
         app.add_api_websocket_route(path, stream)

@@ -12,7 +12,7 @@ import logging
 from typing import Protocol
 
 from stt.logs import fields
-from stt.messages import CloseCode, FinalStatus
+from stt.messages import FinalStatus
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class Drainable(Protocol):
 
     def warn(self, code: str, message: str, remaining_s: float) -> None: ...
 
-    def end_by_server(self, status: FinalStatus, close_code: CloseCode) -> None: ...
+    def end_by_server(self, status: FinalStatus) -> None: ...
 
 
 class Lifecycle:
@@ -66,7 +66,7 @@ class Lifecycle:
         if not await self._wait_empty(grace_s):
             log.info("grace period over; flushing", extra=fields(open_streams=len(self._streams)))
             for stream in list(self._streams):
-                stream.end_by_server(FinalStatus.DRAINING, CloseCode.GOING_AWAY)
+                stream.end_by_server(FinalStatus.DRAINING)
             if not await self._wait_empty(flush_timeout_s):
                 log.warning(
                     "streams still open after flushing", extra=fields(open_streams=len(self._streams))
