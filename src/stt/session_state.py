@@ -114,31 +114,29 @@ class IllegalTransitionError(RuntimeError):
 class StreamState:
     """The state of one stream and the data that belongs to it.
 
-    `reason` is set on entering ENDING (COMPLETE), SERVER_ENDING (the Final's status),
-    CLOSING (the Final's or the Error's), ABANDONED (SLOW_CONSUMER) and, when nothing set it
-    before, CLOSED (CLIENT_DISCONNECTED). `short_chunk_ms` belongs to STREAMING: the last
-    chunk was below the minimum, so only Finalize or the end of stream may follow it.
+    `final_reason` belongs to ENDING and SERVER_ENDING: the reason of the Final they wait
+    for (COMPLETE when the client ended the stream). `reason` is set on entering CLOSING
+    (the Final's or the Error's), ABANDONED (SLOW_CONSUMER) and CLOSED, which keeps the
+    reason of a stream that was closing and records CLIENT_DISCONNECTED for any other (the
+    client left first, even while its Final was on the way). `short_chunk_ms` belongs to
+    STREAMING: the last chunk was below the minimum, so only Finalize or the end may follow.
     """
 
-    __slots__ = ("reason", "short_chunk_ms", "state")
+    __slots__ = ("final_reason", "reason", "short_chunk_ms", "state")
 
     def __init__(self) -> None:
         self.state = State.CONFIGURING
+        self.final_reason: CloseReason | None = None
         self.reason: CloseReason | None = None
         self.short_chunk_ms: float | None = None
 
     def __repr__(self) -> str:
-        return f"StreamState({self.state.name}, reason={self.reason})"
+        return f"StreamState({self.state.name}, final_reason={self.final_reason}, reason={self.reason})"
 
     @property
     def is_open(self) -> bool:
         """The client may send audio and controls."""
         return self.state in OPEN_STATES
-
-    @property
-    def final_reason(self) -> CloseReason | None:
-        """The reason the awaited Final will close with (None unless ending)."""
-        return self.reason if self.state in (State.ENDING, State.SERVER_ENDING) else None
 
     def note_short_chunk(self, ms: float) -> None:
         """A chunk below the minimum arrived: from now on only Finalize or the end may follow."""
@@ -147,34 +145,37 @@ class StreamState:
         self.short_chunk_ms = ms
 
     def move(self, target: State, reason: CloseReason | None = None) -> None:
-        """Move to `target` (with `reason` where the target takes one); raise
+        """Move to `target`, with `reason` where the target takes one; raise
         IllegalTransitionError for a move or a reason the table does not allow."""
         if target not in _MOVES[self.state]:
             raise IllegalTransitionError(f"{self.state.name} -> {target.name} is not allowed")
-        self.reason = self._reason_for(target, reason)
+        final_reason, self.reason = self._reasons_for(target, reason)
+        self.final_reason = final_reason
         self.state = target
         self.short_chunk_ms = None
 
-    def _reason_for(self, target: State, given: CloseReason | None) -> CloseReason | None:
-        """The reason the stream holds in `target`, checking the one the caller gave."""
-        allowed: frozenset[CloseReason | None]
+    def _reasons_for(
+        self, target: State, given: CloseReason | None
+    ) -> tuple[CloseReason | None, CloseReason | None]:
+        """(final_reason, reason) in `target`, checking the reason the caller gave."""
+        allowed: frozenset[CloseReason | None] = frozenset({None})
+        final_reason = reason = None
         match target:
-            case State.CONFIGURING | State.STREAMING:
-                allowed, kept = frozenset({None}), None
             case State.ENDING:
-                allowed, kept = frozenset({None, CloseReason.COMPLETE}), CloseReason.COMPLETE
+                allowed, final_reason = frozenset({None, CloseReason.COMPLETE}), CloseReason.COMPLETE
             case State.SERVER_ENDING:
-                allowed, kept = _SERVER_FINALS, given
+                allowed, final_reason = _SERVER_FINALS, given
             case State.CLOSING:
                 # An Error from any state, or the Final the ending state waits for.
-                allowed, kept = frozenset({*_ERRORS, self.final_reason} - {None}), given
+                allowed, reason = frozenset({*_ERRORS, self.final_reason} - {None}), given
             case State.ABANDONED:
-                allowed, kept = frozenset({None, CloseReason.SLOW_CONSUMER}), CloseReason.SLOW_CONSUMER
+                allowed, reason = frozenset({None, CloseReason.SLOW_CONSUMER}), CloseReason.SLOW_CONSUMER
             case State.CLOSED:
-                allowed, kept = frozenset({None}), self.reason or CloseReason.CLIENT_DISCONNECTED
+                closing = self.state in (State.CLOSING, State.ABANDONED)
+                reason = self.reason if closing else CloseReason.CLIENT_DISCONNECTED
         if given not in allowed:
             raise IllegalTransitionError(f"{self.state.name} -> {target.name} with reason {given}")
-        return kept
+        return final_reason, reason
 
 
 __all__ = ["OPEN_STATES", "CloseReason", "IllegalTransitionError", "State", "StreamState"]
