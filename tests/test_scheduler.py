@@ -12,7 +12,8 @@ import pytest
 from stt.audio import split_frames
 from stt.engine.fake.tones import encode_text
 from stt.engine.interface import StreamOptions
-from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler
+from stt.planner import Frames
+from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler, StreamHandle
 from tests.fakes import FailingEngine, Listener, RecordingEngine
 
 
@@ -266,3 +267,74 @@ def test_step_observers_see_every_step() -> None:
 
     seen = asyncio.run(main())
     assert len(seen) == 4 and all(rows == 1 and seconds >= 0 for seconds, rows in seen)
+
+
+def test_a_stream_holds_its_slot_for_its_block_whatever_ends_it() -> None:
+    async def main() -> None:
+        scheduler = Scheduler(RecordingEngine(slots=1, delay_frames=0))
+        await scheduler.start(warmup=False)
+        with pytest.raises(ValueError, match="handler failed"):
+            async with scheduler.stream(Listener()) as handle:
+                assert scheduler.used_slots == 1 and handle.slot == 0
+                with pytest.raises(NoCapacityError, match="all 1 slots are busy; retry later"):
+                    async with scheduler.stream(Listener()):
+                        pass
+                raise ValueError("handler failed")
+        assert scheduler.used_slots == 0 and handle.closed
+        listener = Listener()
+        async with scheduler.stream(listener) as handle:  # the slot serves the next stream
+            send(handle, "again")
+            await wait_until(lambda: listener.finished)
+        await scheduler.stop()
+        assert listener.text == "again" and scheduler.used_slots == 0
+
+    asyncio.run(main())
+
+
+class RecordingPort:
+    """A StreamPort that records what a handle asks of it."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def slot_of(self, stream_id: int) -> int:
+        self.calls.append(("slot_of", stream_id))
+        return 3
+
+    def backlog(self, stream_id: int) -> int:
+        self.calls.append(("backlog", stream_id))
+        return 2
+
+    def configure(self, stream_id: int, options: StreamOptions) -> None:
+        self.calls.append(("configure", stream_id))
+
+    def push(self, stream_id: int, frames: Frames) -> None:
+        self.calls.append(("push", stream_id))
+
+    def finalize(self, stream_id: int, tail: Frames, *, end: bool) -> None:
+        self.calls.append(("finalize", stream_id))
+
+    def release(self, stream_id: int) -> None:
+        self.calls.append(("release", stream_id))
+
+
+def test_a_handle_speaks_only_to_its_port_for_its_own_stream() -> None:
+    port = RecordingPort()
+    handle = StreamHandle(port, 7)
+    frames, tail = split_frames(encode_text("port"))
+    assert (handle.slot, handle.backlog_frames) == (3, 2)
+    handle.configure(StreamOptions(language="fr"))
+    handle.push(frames[:0])  # nothing to queue: the port is not bothered
+    handle.push(frames)
+    handle.finalize(tail, end=True)
+    handle.close()
+    handle.close()
+    assert handle.closed
+    assert port.calls == [
+        ("slot_of", 7),
+        ("backlog", 7),
+        ("configure", 7),
+        ("push", 7),
+        ("finalize", 7),
+        ("release", 7),
+    ]

@@ -96,6 +96,39 @@ def test_disconnect_mid_stream_releases_the_slot() -> None:
     assert session.close_reason == "client_disconnected" and conn.closed is None
 
 
+def test_a_session_waiting_on_its_close_frame_reports_no_backlog() -> None:
+    """After the Final the planner has let the stream go; the backlog gauge, summed over open
+    sessions at scrape time, must still read while the close frame is on its way."""
+
+    class SlowClose(FakeConnection):
+        def __init__(self, script: list[Incoming]) -> None:
+            super().__init__(script)
+            self.closing = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def close(self, code: int, reason: str = "") -> None:
+            self.closing.set()
+            await self.release.wait()
+            await super().close(code, reason)
+
+    async def main() -> None:
+        scheduler = Scheduler(FakeEngine(slots=1, delay_frames=1))
+        await scheduler.start(warmup=False)
+        session = Session(scheduler.info, SessionLimits())
+        conn = SlowClose([Binary(float32_to_pcm16(encode_text("gauge"))), Text('{"type": "CloseStream"}')])
+        async with scheduler.stream(session) as handle:
+            run = asyncio.create_task(session.run(conn, handle))
+            await asyncio.wait_for(conn.closing.wait(), 10)
+            assert session.state is State.CLOSING and session.close_reason == "complete"
+            assert session.backlog_s == 0.0
+            conn.release.set()
+            await asyncio.wait_for(run, 10)
+        await scheduler.stop()
+        assert session.state is State.CLOSED and conn.closed == (1000, "complete")
+
+    asyncio.run(main())
+
+
 _MESSAGES = st.one_of(
     st.binary(max_size=5000).map(Binary),
     st.sampled_from([b"EOS", b"", b"\x00", b"\x00\x00" * 480]).map(Binary),

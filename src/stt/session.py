@@ -221,8 +221,9 @@ class Session:
 
     @property
     def backlog_s(self) -> float:
-        """Audio received but not yet stepped by the engine."""
-        if self._handle is None or self._handle.closed:
+        """Audio received but not yet stepped by the engine (none once closing: the planner
+        may have let the stream go, and nothing more will be stepped for it)."""
+        if self._handle is None or self.state not in _SENDING:
             return 0.0
         return self._handle.backlog_frames * FRAME_SECONDS + self._assembler.pending_samples / SAMPLE_RATE
 
