@@ -12,8 +12,20 @@ from hypothesis import strategies as st
 from stt.audio import float32_to_pcm16
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
+from stt.messages import CloseStream, Configure, ErrorCode, ProtocolError
 from stt.scheduler import NoCapacityError, Scheduler
-from stt.session import Binary, Disconnect, Incoming, Session, SessionLimits, State, Text
+from stt.session import (
+    Audio,
+    Binary,
+    ClientInput,
+    Disconnect,
+    Incoming,
+    Session,
+    SessionLimits,
+    State,
+    Text,
+    decode_message,
+)
 from tests.fakes import Listener
 
 
@@ -127,6 +139,41 @@ def test_a_session_waiting_on_its_close_frame_reports_no_backlog() -> None:
         assert session.state is State.CLOSED and conn.closed == (1000, "complete")
 
     asyncio.run(main())
+
+
+def test_the_wire_format_decodes_to_typed_messages() -> None:
+    assert decode_message(Binary(b"EOS")) == CloseStream()
+    assert decode_message(Binary(b"\x01\x00")) == Audio(b"\x01\x00")
+    assert decode_message(Text('{"type": "Configure", "language": "FR"}')) == Configure(language="fr")
+    with pytest.raises(ProtocolError, match="not valid JSON"):
+        decode_message(Text("{"))
+
+
+def test_another_wire_format_drives_the_same_session() -> None:
+    """What a protocol adapter does: its own decoder, the same rules and results."""
+
+    def decode(message: Binary | Text) -> ClientInput:
+        if isinstance(message, Binary):
+            return Audio(message.data)
+        if message.text == "done":
+            return CloseStream()
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"not ours: {message.text[:10]}")
+
+    async def main(script: list[Incoming]) -> FakeConnection:
+        scheduler = Scheduler(FakeEngine(slots=1, delay_frames=1))
+        await scheduler.start(warmup=False)
+        session = Session(scheduler.info, SessionLimits(), decode=decode)
+        conn = FakeConnection(script)
+        async with scheduler.stream(session) as handle:
+            await asyncio.wait_for(session.run(conn, handle), 10)
+        await scheduler.stop()
+        return conn
+
+    audio = Binary(float32_to_pcm16(encode_text("adapter")))
+    conn = asyncio.run(main([audio, Text("done")]))
+    assert conn.sent[-1]["transcript"] == "adapter" and conn.closed == (1000, "complete")
+    conn = asyncio.run(main([audio, Text('{"type": "CloseStream"}')]))
+    assert conn.sent[-1]["code"] == "bad_message" and conn.closed == (4400, "bad_message")
 
 
 _MESSAGES = st.one_of(

@@ -9,8 +9,10 @@ a slow client.
 
 The session does not take its slot: the caller holds one for it with
 `async with scheduler.stream(session) as handle: await session.run(conn, handle)`, so the
-slot is released however the connection ends. `receive` takes this server's wire format
-(`decode_message`); another protocol's adapter decodes its own frames and calls `handle`.
+slot is released however the connection ends. Client messages are decoded by `decode`
+(this server's wire format by default, `decode_message`), then checked against the
+protocol's rules in `handle`; another protocol's adapter passes its own decoder, or calls
+`handle` with messages it decoded itself.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
@@ -86,6 +88,9 @@ class Audio:
 
 ClientInput: TypeAlias = Audio | ClientMessage
 """A client message once its protocol's adapter has decoded it."""
+
+Decoder: TypeAlias = Callable[[Binary | Text], ClientInput]
+"""Turns one wire message into a ClientInput; raises ProtocolError for one it cannot read."""
 
 
 def decode_message(message: Binary | Text) -> ClientInput:
@@ -187,6 +192,7 @@ class Session:
         *,
         session_id: str | None = None,
         client: str = "-",
+        decode: Decoder = decode_message,
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.words: list[WordEvent] = []
@@ -194,6 +200,7 @@ class Session:
         self._limits = limits
         self._metrics = metrics or Metrics()
         self._client = client
+        self._decode = decode
         self._state = StreamState()
         self._assembler = FrameAssembler()
         self._handle: StreamHandle | None = None
@@ -314,16 +321,16 @@ class Session:
             self.receive(message)
 
     def receive(self, message: Binary | Text) -> None:
-        """One client message in this server's wire format. A message that breaks the
-        protocol ends the stream with an Error; once the server has ended the stream,
-        messages are ignored."""
+        """One client message off the wire: the size and rate limits, `decode`, then `handle`.
+        A message that breaks the protocol ends the stream with an Error; once the server
+        has ended the stream, messages are ignored (the client could not know yet)."""
         if self.state not in _RECEIVING:
             return
         try:
             self._check_message_limits(
                 len(message.data) if isinstance(message, Binary) else _utf8_size(message.text)
             )
-            self.handle(decode_message(message))
+            self.handle(self._decode(message))
         except ProtocolError as exc:
             self._fail(exc.code, exc.message)
 
@@ -531,6 +538,7 @@ __all__ = [
     "Audio",
     "Binary",
     "ClientInput",
+    "Decoder",
     "Connection",
     "Disconnect",
     "Incoming",
