@@ -163,8 +163,8 @@ class _WordsFuture:
 
 
 class Scheduler:
-    """Streams join with `async with stream(...)`, feed frames through their handle, and get results through
-    their listener. Start with `await start()`, stop with `await stop()`."""
+    """Streams hold a slot with `async with stream(...)`, feed frames through their handle,
+    and get results through their listener. Start with `await start()`, stop with `await stop()`."""
 
     def __init__(self, engine: Engine, *, batch_wait_s: float = 0.0) -> None:
         self.engine = engine
