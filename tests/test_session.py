@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from stt.audio import float32_to_pcm16
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from stt.messages import CloseStream, Configure, ErrorCode, ProtocolError
+from stt.messages import CloseStream, Configure, ErrorCode, FinalStatus, ProtocolError
 from stt.scheduler import NoCapacityError, Scheduler
 from stt.session import (
     Audio,
@@ -39,6 +39,10 @@ class FakeConnection:
         self._hold_open = hold_open
         self.sent: list[dict[str, object]] = []
         self.closed: tuple[int, str] | None = None
+        self.accepted = False
+
+    async def accept(self) -> None:
+        self.accepted = True
 
     async def receive(self) -> Incoming:
         if self._script.empty() and not self._hold_open:
@@ -141,6 +145,42 @@ def test_a_session_waiting_on_its_close_frame_reports_no_backlog() -> None:
     asyncio.run(main())
 
 
+def test_a_drain_during_the_handshake_still_ends_with_ready_then_final() -> None:
+    """The server registers a stream for draining before its accept() completes; what the
+    drain does meanwhile reaches the client in protocol order once the handshake is done."""
+
+    class SlowAccept(FakeConnection):
+        def __init__(self) -> None:
+            super().__init__([])
+            self.accepting = asyncio.Event()
+            self.release = asyncio.Event()
+
+        async def accept(self) -> None:
+            self.accepting.set()
+            await self.release.wait()
+            await super().accept()
+
+    async def main() -> tuple[Session, SlowAccept]:
+        scheduler = Scheduler(FakeEngine(slots=1, delay_frames=1))
+        await scheduler.start(warmup=False)
+        session = Session(scheduler.info, SessionLimits())
+        conn = SlowAccept()
+        async with scheduler.stream(session) as handle:
+            run = asyncio.create_task(session.run(conn, handle))
+            await asyncio.wait_for(conn.accepting.wait(), 10)
+            session.warn("draining", "shutting down", 0.0)
+            session.end_by_server(FinalStatus.DRAINING)
+            conn.release.set()
+            await asyncio.wait_for(run, 10)
+        await scheduler.stop()
+        return session, conn
+
+    session, conn = asyncio.run(main())
+    assert [m["type"] for m in conn.sent] == ["Ready", "Warning", "Final"]
+    assert conn.sent[-1]["status"] == "draining" and conn.closed == (1001, "draining")
+    assert session.close_reason == "draining"
+
+
 def test_the_wire_format_decodes_to_typed_messages() -> None:
     assert decode_message(Binary(b"EOS")) == CloseStream()
     assert decode_message(Binary(b"\x01\x00")) == Audio(b"\x01\x00")
@@ -199,11 +239,12 @@ _MESSAGES = st.one_of(
 @given(st.lists(_MESSAGES, max_size=12), st.booleans())
 def test_any_message_sequence_ends_cleanly(script: list[Incoming], end: bool) -> None:
     """Whatever a client sends, the session ends with one Final or one Error whose close code
-    matches, never raises, and gives its slot back."""
+    matches, never raises (no illegal move), closes with the reason it counts in its metric,
+    and gives its slot back."""
     if end:
         script = [*script, Text('{"type": "CloseStream"}')]
 
-    async def main() -> tuple[FakeConnection, int]:
+    async def main() -> tuple[Session, FakeConnection, int]:
         scheduler = Scheduler(FakeEngine(slots=1, delay_frames=1))
         await scheduler.start(warmup=False)
         session = Session(
@@ -214,14 +255,15 @@ def test_any_message_sequence_ends_cleanly(script: list[Incoming], end: bool) ->
             await asyncio.wait_for(session.run(conn, handle), 10)
         used = scheduler.used_slots
         await scheduler.stop()
-        return conn, used
+        return session, conn, used
 
-    conn, used = asyncio.run(main())
-    assert used == 0
+    session, conn, used = asyncio.run(main())
+    assert used == 0 and session.state is State.CLOSED
     kinds = [m["type"] for m in conn.sent]
     assert kinds[0] == "Ready"
     assert kinds.count("Final") + kinds.count("Error") == 1
     assert conn.closed is not None
+    assert session.close_reason == conn.closed[1]
     last = conn.sent[-1]
     if last["type"] == "Final":
         assert conn.closed[0] == 1000

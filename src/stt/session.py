@@ -104,6 +104,10 @@ def decode_message(message: Binary | Text) -> ClientInput:
 class Connection(Protocol):
     """What a session needs of a WebSocket (the server adapts Starlette's to this)."""
 
+    async def accept(self) -> None:
+        """Complete the handshake (the slot is already held, so Ready follows)."""
+        ...
+
     async def receive(self) -> Incoming:
         """Next message, or Disconnect once the peer is gone."""
         ...
@@ -235,8 +239,12 @@ class Session:
         return self._handle.backlog_frames * FRAME_SECONDS + self._assembler.pending_samples / SAMPLE_RATE
 
     async def run(self, conn: Connection, handle: StreamHandle) -> None:
-        """Serve the stream on `handle`'s slot until it completes, fails or the client
-        leaves. The caller releases the slot (`Scheduler.stream` does)."""
+        """Accept the connection and serve the stream on `handle`'s slot until it completes,
+        fails or the client leaves. The caller releases the slot (`Scheduler.stream` does).
+
+        Ready is queued before the handshake, so a Warning or an end decided by the server
+        while accept() runs (a drain) comes after it, and the session can be ended from then on.
+        """
         self._handle = handle
         info = self._info
         self._send(
@@ -244,18 +252,21 @@ class Session:
                 self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits.advertised()
             )
         )
-        log.info("stream open", extra=fields(id=self.id, slot=handle.slot, client=self._client))
         self._arm_session_timer()
-        receiver = asyncio.create_task(self._receive_loop(conn), name=f"recv-{self.id[:8]}")
-        sender = self._sender = asyncio.create_task(self._send_loop(conn), name=f"send-{self.id[:8]}")
+        tasks: list[asyncio.Task[None]] = []
         try:
-            await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+            await conn.accept()
+            log.info("stream open", extra=fields(id=self.id, slot=handle.slot, client=self._client))
+            receiver = asyncio.create_task(self._receive_loop(conn), name=f"recv-{self.id[:8]}")
+            sender = self._sender = asyncio.create_task(self._send_loop(conn), name=f"send-{self.id[:8]}")
+            tasks += (receiver, sender)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if not sender.done() and self.state is State.CLOSING:
                 await asyncio.wait({sender}, timeout=self._limits.send_timeout_s)  # let Error / Final out
         finally:
             # Cancel without awaiting: nothing is left to wait for, and a second await while the
             # server is cancelling this handler would only delay (and re-cancel) it.
-            for task in (receiver, sender):
+            for task in tasks:
                 task.cancel()
             for timer in self._timers:
                 timer.cancel()

@@ -49,6 +49,9 @@ class _StarletteConnection:
     def __init__(self, websocket: WebSocket) -> None:
         self._ws = websocket
 
+    async def accept(self) -> None:
+        await self._ws.accept()
+
     async def receive(self) -> Incoming:
         try:
             message = await self._ws.receive()
@@ -240,7 +243,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             async with scheduler.stream(session) as handle:
                 # The slot is taken before the upgrade (a refusal is sent instead of Ready) and
                 # released when this block exits, however it does: accept() can fail too.
-                await websocket.accept()
                 lifecycle.add(session)
                 try:
                     await session.run(_StarletteConnection(websocket), handle)
