@@ -153,6 +153,7 @@ class Server:
     def load(self) -> None:
         """Load and warm the engine: the weights and GPU state go into the snapshot, so a cold
         start restores them instead of loading again."""
+        from stt.engine.base import warm_up
         from stt.engine.registry import build_engine
         from stt.logs import configure_logging
 
@@ -161,7 +162,7 @@ class Server:
         if settings.engine not in WEIGHTLESS_ENGINES:
             require_weights(Path(SPEC.model_dir), SPEC)
         self.engine = build_engine(settings)
-        self.engine.warmup()
+        warm_up(self.engine)
 
     @modal.enter(snap=False)
     def start(self) -> None:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from stt.engine.base import BaseEngine
 from stt.engine.fake.engine import FakeEngine
-from stt.engine.interface import EngineEvent, EngineInfo, PauseEvent, StepInput, StepOutput, WordEvent
+from stt.engine.interface import (
+    EngineEvent,
+    EngineInfo,
+    PauseEvent,
+    SlotEvent,
+    StepInput,
+    StepOutput,
+    WordEvent,
+)
 
 
 @dataclass
@@ -57,6 +66,64 @@ class FailingEngine(RecordingEngine):
         if self.should_fail(batch):
             raise RuntimeError("boom: simulated engine failure")
         return super().step(batch)
+
+
+class LateAckEngine(RecordingEngine):
+    """Like Whisper: a flushed slot's last words and its acknowledgement land after the flush
+    row's step, here when the test calls `release()` (on any thread), or at the end of the
+    next step with `land_at_once`. Until then the slot's events are held back, later rows'
+    too, so the slot's events stay in order."""
+
+    def __init__(self, *, land_at_once: bool = False, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.land_at_once = land_at_once
+        self.held: dict[int, list[SlotEvent]] = {}
+        self._due: set[int] = set()
+        self._lock = threading.Lock()
+        self._wake: Future[None] = Future()
+
+    def release(self) -> None:
+        """Everything held now has landed: the next step returns it."""
+        with self._lock:
+            self._due.update(self.held)
+            wake, self._wake = self._wake, Future()
+        wake.set_result(None)
+
+    def step(self, batch: StepInput) -> StepOutput:
+        out = super().step(batch)
+        events = [list(e) for e in out.events]
+        late: dict[int, list[SlotEvent]] = {}
+        with self._lock:
+            for row, slot in enumerate(batch.slots.tolist()):
+                if batch.reset[row]:
+                    self.held.pop(slot, None)
+                    self._due.discard(slot)
+                if slot in self._due:
+                    events[row][:0] = self.held.pop(slot)
+                    self._due.discard(slot)
+                elif slot in self.held or batch.flush[row]:
+                    self.held.setdefault(slot, []).extend(events[row])
+                    events[row] = []
+            for slot in self._due:
+                late[slot] = self.held.pop(slot)
+            self._due.clear()
+            if self.land_at_once:
+                self._due.update(self.held)
+            wake = None
+            if self.held:
+                wake = self._wake
+                if self.land_at_once:
+                    wake.set_result(None)
+                    self._wake = Future()
+        return StepOutput(events, late, wake)
+
+
+class AckDroppingEngine(RecordingEngine):
+    """A broken engine: it never acknowledges a flush and promises nothing."""
+
+    def step(self, batch: StepInput) -> StepOutput:
+        out = super().step(batch)
+        return StepOutput([[e for e in row if isinstance(e, WordEvent | PauseEvent)] for row in out.events])
 
 
 @dataclass

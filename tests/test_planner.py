@@ -7,9 +7,9 @@ from stt.audio import split_frames
 from stt.constants import FRAME_SAMPLES
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from stt.engine.interface import EngineInfo, StepOutput, StreamOptions, WordEvent
-from stt.planner import Marker, StepPlanner, StreamClosedError, run_offline
-from tests.fakes import Listener, RecordingEngine
+from stt.engine.interface import FLUSHED, EngineInfo, StepOutput, StreamOptions, WordEvent
+from stt.planner import Marker, Plan, StepPlanner, StreamClosedError, run_offline
+from tests.fakes import AckDroppingEngine, LateAckEngine, Listener, RecordingEngine
 
 
 def info(slots: int = 4, flush: int = 2) -> EngineInfo:
@@ -18,6 +18,11 @@ def info(slots: int = 4, flush: int = 2) -> EngineInfo:
 
 def frames(n: int, value: float = 0.0) -> np.ndarray:
     return np.full((n, FRAME_SAMPLES), value, dtype=np.float32)
+
+
+def acked(plan: Plan) -> StepOutput:
+    """No events; every flush row acknowledged in its own step (as Kyutai and the fake do)."""
+    return StepOutput([[FLUSHED] if flush else [] for flush in plan.input.flush])
 
 
 def drive(planner: StepPlanner, engine: FakeEngine) -> int:
@@ -104,7 +109,7 @@ def test_finalize_pads_the_tail_and_flushes_on_the_last_padding_frame() -> None:
     rows = []
     while (plan := planner.plan()) is not None:
         rows.append((plan.input.frames[0].copy(), bool(plan.input.flush[0]), plan.markers[0]))
-        planner.complete(plan, StepOutput([[]]))
+        planner.complete(plan, acked(plan))
     assert len(rows) == 4  # 1 audio + tail frame + 2 flush frames
     tail_frame = rows[1][0]
     assert (tail_frame[:100] == 0.25).all() and (tail_frame[100:] == 0).all()
@@ -122,7 +127,7 @@ def test_flush_without_tail_or_flush_frames_still_gets_one_frame() -> None:
     planner.finalize(s, np.zeros(0, np.float32), end=True)
     plan = planner.plan()
     assert plan is not None and len(plan) == 1 and plan.input.flush[0]
-    planner.complete(plan, StepOutput([[]]))
+    planner.complete(plan, acked(plan))
     assert listener.finished and planner.used_slots == 0
 
 
@@ -137,7 +142,7 @@ def test_end_releases_the_slot_and_refuses_more_input() -> None:
     with pytest.raises(StreamClosedError):
         planner.finalize(s, np.zeros(0, np.float32), end=True)
     while (plan := planner.plan()) is not None:
-        planner.complete(plan, StepOutput([[]]))
+        planner.complete(plan, acked(plan))
     assert listener.events == ["finished"]
     assert planner.used_slots == 0
     with pytest.raises(StreamClosedError):
@@ -232,3 +237,138 @@ def test_run_offline_raises_when_the_engine_fails() -> None:
     engine = FailingEngine(lambda batch: True, slots=1)
     with pytest.raises(RuntimeError, match="engine failed"):
         run_offline(engine, [encode_text("x")])
+
+
+# -- lead-in frames and delayed acknowledgements ------------------------------------------
+
+
+def test_the_lead_in_is_the_streams_own_first_frames_off_its_clock() -> None:
+    planner = StepPlanner(EngineInfo("test", max_batch=2, delay_frames=0, flush_frames=0, prefix_frames=3))
+    a = planner.open(Listener(), StreamOptions(language="fr"))
+    assert a is not None
+    planner.configure(a, StreamOptions(language="en"))  # the lead-in is not audio: still allowed
+    audio = np.full((2, FRAME_SAMPLES), 0.5, dtype=np.float32)
+    planner.push(a, audio)
+    assert planner.backlog(a) == 5
+    plan = planner.plan()
+    assert plan is not None
+    assert plan.input.reset.tolist() == [True] and plan.input.options[0] == StreamOptions(language="en")
+    assert not plan.input.frames.any(), "the lead-in is silence"
+    planner.complete(plan, StepOutput([[]]))
+    b = planner.open(Listener())  # a new stream's lead-in never adds rows for stream a
+    assert b is not None
+    planner.push(b, audio)
+    sizes = []
+    while (plan := planner.plan()) is not None:
+        assert sorted(plan.owners) == sorted(set(plan.owners))
+        sizes.append(len(plan))
+        planner.complete(plan, StepOutput([[] for _ in range(len(plan))]))
+    assert sizes == [2, 2, 2, 2, 1]  # a: 4 frames left; b: 3 lead-in + 2 audio, one row each
+
+
+def test_word_times_exclude_the_lead_in() -> None:
+    clips = [encode_text("ab cd"), encode_text("e")]
+    plain = run_offline(FakeEngine(slots=2, delay_frames=2), clips)
+    prefixed_engine = RecordingEngine(slots=2, delay_frames=2, prefix_frames=4)
+    prefixed = run_offline(prefixed_engine, clips)
+    assert [w.text for w in plain[0]] == ["ab", "cd"]
+    for got, want in zip(prefixed, plain, strict=True):
+        assert [w.text for w in got] == [w.text for w in want]
+        times = [t for w in got for t in (w.start_s, w.end_s)]
+        assert times == pytest.approx([t for w in want for t in (w.start_s, w.end_s)])
+    assert len(prefixed_engine.records) == len(run_offline_records(clips)) + 4
+
+
+def run_offline_records(clips: list[np.ndarray]) -> list[object]:
+    engine = RecordingEngine(slots=2, delay_frames=2)
+    run_offline(engine, clips)
+    return list(engine.records)
+
+
+def test_an_end_of_stream_keeps_its_slot_until_the_ack_lands_in_a_later_step() -> None:
+    planner = StepPlanner(info(slots=1, flush=1))
+    listener = Listener()
+    s = planner.open(listener)
+    assert s is not None
+    planner.push(s, frames(1))
+    planner.finalize(s, np.zeros(0, np.float32), end=True)
+    while (plan := planner.plan()) is not None:
+        planner.complete(plan, StepOutput([[] for _ in range(len(plan))]))  # no ack yet
+    assert not listener.finished and planner.awaiting_acks()
+    assert planner.used_slots == 1 and planner.open(Listener()) is None, "the slot stays taken"
+    collect = planner.collect_plan()
+    assert len(collect) == 0 and len(collect.input) == 0
+    slot = 0
+    planner.complete(collect, StepOutput([], late={slot: [WordEvent("last", 0.0, 0.08), FLUSHED]}))
+    assert listener.events == ["word:last", "finished"]
+    assert planner.used_slots == 0 and not planner.awaiting_acks()
+
+
+def test_an_ack_splits_the_words_before_a_finalize_from_those_after() -> None:
+    planner = StepPlanner(info(slots=1, flush=0))
+    listener = Listener()
+    s = planner.open(listener)
+    assert s is not None
+    planner.push(s, frames(1))
+    planner.finalize(s, np.zeros(0, np.float32), end=False)
+    planner.push(s, frames(1))
+    plans = [planner.plan() for _ in range(3)]
+    assert [bool(p.input.flush[0]) for p in plans if p is not None] == [False, True, False]
+    for plan in plans:
+        assert plan is not None
+        planner.complete(plan, StepOutput([[]]))
+    assert listener.events == []
+    late = [WordEvent("before", 0.0, 0.08), FLUSHED, WordEvent("after", 0.16, 0.24)]
+    planner.complete(planner.collect_plan(), StepOutput([], late={0: late}))
+    assert listener.events == ["word:before", "flushed", "word:after"]
+    assert not listener.finished and planner.used_slots == 1
+
+
+def test_late_results_of_a_stream_that_left_never_reach_the_slots_next_stream() -> None:
+    planner = StepPlanner(info(slots=1, flush=0))
+    old, new = Listener(), Listener()
+    a = planner.open(old)
+    assert a is not None
+    planner.finalize(a, np.zeros(100, np.float32), end=True)
+    plan = planner.plan()
+    assert plan is not None
+    planner.complete(plan, StepOutput([[]]))
+    planner.close(a)  # the client left before its final words landed
+    b = planner.open(new)
+    assert b is not None and planner.slot_of(b) == 0
+    planner.complete(planner.collect_plan(), StepOutput([], late={0: [WordEvent("old", 0, 0.08), FLUSHED]}))
+    assert old.events == [] and new.events == []
+    planner.push(b, frames(1))
+    plan = planner.plan()
+    assert plan is not None and plan.input.reset[0]
+    planner.complete(plan, StepOutput([[]], late={}))
+    planner.complete(planner.collect_plan(), StepOutput([], late={0: [WordEvent("new", 0, 0.08)]}))
+    assert new.events == ["word:new"]
+
+
+def test_unacknowledged_flushes_fail_their_streams_only() -> None:
+    planner = StepPlanner(info(slots=2, flush=0))
+    waiting, other = Listener(), Listener()
+    w, o = planner.open(waiting), planner.open(other)
+    assert w is not None and o is not None
+    planner.finalize(w, np.zeros(0, np.float32), end=True)
+    planner.push(o, frames(1))
+    plan = planner.plan()
+    assert plan is not None
+    planner.complete(plan, StepOutput([[], []]))
+    planner.fail_unacknowledged(RuntimeError("lost"))
+    assert waiting.events == ["failed"] and other.events == []
+    assert planner.used_slots == 1
+
+
+def test_run_offline_waits_for_acks_that_land_after_the_last_frame() -> None:
+    engine = LateAckEngine(land_at_once=True, slots=2, delay_frames=2)
+    texts = ["one", "two three", "four"]
+    words = run_offline(engine, [encode_text(t) for t in texts])
+    assert [" ".join(w.text for w in ws) for ws in words] == texts
+    assert any(not r.slots for r in engine.records), "the last words came in a collecting step"
+
+
+def test_run_offline_fails_a_stream_whose_flush_is_never_acknowledged() -> None:
+    with pytest.raises(RuntimeError, match="engine failed"):
+        run_offline(AckDroppingEngine(slots=1), [encode_text("x")])

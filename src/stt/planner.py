@@ -13,6 +13,13 @@ Each planned row remembers the id of the stream that owned the slot when the ste
 planned. A stream that leaves while its step is in flight frees its slot at once; when the
 step completes, rows whose owner is gone are dropped, so a reused slot never receives the
 previous stream's words.
+
+A stream's lead-in (the engine's `prefix_frames`) and flush padding are frames of that
+stream alone, removed from its clock. A flush completes when the engine acknowledges it
+(`FLUSHED` in the slot's events), in the flush row's step or a later one; until then the
+stream keeps its slot, even after its last frame. Results that land between frames
+(`StepOutput.late`) go to the stream the slot was last reset for, if it is still there.
+Plans complete in the order they were made, one at a time.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -35,7 +43,9 @@ from stt.engine.interface import (
     Engine,
     EngineEvent,
     EngineInfo,
+    FlushAck,
     PauseEvent,
+    SlotEvent,
     StepInput,
     StepOutput,
     StreamOptions,
@@ -54,10 +64,11 @@ class StreamListener(Protocol):
         """New words and pauses, timed in seconds of the client's own audio (padding removed)."""
 
     def on_flushed(self) -> None:
-        """Every word of the audio sent before a `finalize` has been delivered."""
+        """Every word of the audio sent before a `finalize` has been delivered (the engine
+        acknowledged the flush)."""
 
     def on_finished(self) -> None:
-        """End of stream reached and flushed; the slot has been released."""
+        """End of stream reached and its flush acknowledged; the slot has been released."""
 
     def on_failed(self, error: BaseException) -> None:
         """The engine failed on a step holding this stream; the slot has been released."""
@@ -100,8 +111,11 @@ class _Stream:
     planned: int = 0
     markers: deque[tuple[int, Marker]] = field(default_factory=deque)
     """(frame number, marker): the marker rides on that frame as its flush row."""
+    unacked: deque[Marker] = field(default_factory=deque)
+    """Markers of flush rows already planned, waiting for the engine's acknowledgement."""
     paddings: list[tuple[int, int]] = field(default_factory=list)
-    """(start sample, length in samples) of silence inserted by flushes, engine timeline."""
+    """(start sample, length in samples) of silence the planner inserted (lead-in, flush
+    padding), on the engine's timeline."""
     started: bool = False
     ending: bool = False
 
@@ -134,6 +148,9 @@ class StepPlanner:
         self._streams: dict[int, _Stream] = {}
         self._ready: dict[int, None] = {}
         """Ids of streams with frames waiting, in arrival order (a set that keeps order)."""
+        self._engine_owner: list[int] = [0] * info.max_batch
+        """Per slot: the stream whose reset was planned last (0: none), whose state the
+        engine holds there; late results of the slot are that stream's."""
         self._ids = itertools.count(1)
         self.steps = 0
         self.frames_planned = 0
@@ -196,8 +213,7 @@ class StepPlanner:
         pad_frames = max(self.info.flush_frames, 0 if tail.size else 1)
         block = np.zeros(((1 if tail.size else 0) + pad_frames, FRAME_SAMPLES), dtype=np.float32)
         block[0, : tail.size] = tail
-        stream.paddings.append((stream.queued * FRAME_SAMPLES + tail.size, block.size - tail.size))
-        self._enqueue(stream, block)
+        self._pad(stream, block, tail.size)
         stream.markers.append((stream.queued - 1, Marker.END if end else Marker.FINALIZE))
         stream.ending = end
 
@@ -207,7 +223,20 @@ class StepPlanner:
         if stream is not None:
             self._release(stream)
 
+    def _pad(self, stream: _Stream, block: Frames, audio: int) -> None:
+        """Queue `block`, whose samples after the first `audio` are inserted silence: they
+        are taken off the stream's clock."""
+        self._enqueue(stream, block)
+        start = (stream.queued - block.shape[0]) * FRAME_SAMPLES + audio
+        stream.paddings.append((start, block.size - audio))
+
     def _enqueue(self, stream: _Stream, frames: Frames) -> None:
+        if stream.queued == 0 and self.info.prefix_frames:
+            # The engine's lead-in: the stream's own first frames, off its clock.
+            lead = np.zeros((self.info.prefix_frames, FRAME_SAMPLES), dtype=np.float32)
+            stream.blocks.append(lead)
+            stream.queued = lead.shape[0]
+            stream.paddings.append((0, lead.size))
         stream.blocks.append(frames)
         stream.queued += frames.shape[0]
         self._ready[stream.id] = None
@@ -242,8 +271,11 @@ class StepPlanner:
                 stream.started = True
                 reset[row] = True
                 options[row] = stream.options
+                self._engine_owner[stream.slot] = stream_id
             if stream.markers and stream.markers[0][0] == stream.planned:
-                markers[row] = stream.markers.popleft()[1]
+                marker = stream.markers.popleft()[1]
+                markers[row] = marker
+                stream.unacked.append(marker)
                 flush[row] = True
             stream.planned += 1
             if not stream.blocks:
@@ -253,38 +285,75 @@ class StepPlanner:
         batch = StepInput(slots=slots, frames=frames, reset=reset, flush=flush, options=options)
         return Plan(batch, tuple(ids), tuple(markers))
 
+    def collect_plan(self) -> Plan:
+        """A step with no rows, run when the engine's `wake` resolved and no frame waits:
+        it only brings back results that landed between frames."""
+        self.steps += 1
+        return Plan(StepInput.empty(), (), ())
+
+    def awaiting_acks(self) -> bool:
+        """Whether a planned flush still waits for the engine's acknowledgement."""
+        return any(stream.unacked for stream in self._streams.values())
+
     def complete(self, plan: Plan, output: StepOutput) -> None:
-        """Route a finished step's events to the streams that owned the rows."""
+        """Route a finished step's events to the streams that owned the rows, and late results
+        to the stream each slot was last reset for (dropped when it has left)."""
         if len(output.events) != len(plan):
             self.fail(plan, RuntimeError(f"engine returned {len(output.events)} rows for {len(plan)}"))
             return
         for row, stream_id in enumerate(plan.owners):
-            stream = self._streams.get(stream_id)
-            if stream is None:
-                continue  # left while the step was in flight; its slot may serve another stream
-            try:
-                self._deliver(stream, output.events[row], plan.markers[row])
-            except Exception:
-                # One listener's bug must not cost the other streams of the step their words.
-                log.exception("listener of stream %d failed; closing it", stream_id)
-                self.close(stream_id)
+            if output.events[row]:
+                self._route(stream_id, output.events[row])
+        for slot, events in output.late.items():
+            if events:
+                self._route(self._engine_owner[slot], events)
 
-    def _deliver(self, stream: _Stream, events: Sequence[EngineEvent], marker: Marker | None) -> None:
-        if events:
-            stream.listener.on_events([_retime(stream, e) for e in events])
-        if marker is Marker.FINALIZE:
-            stream.listener.on_flushed()
-        elif marker is Marker.END:
-            self._release(stream)
-            stream.listener.on_finished()
+    def _route(self, stream_id: int, events: Sequence[SlotEvent]) -> None:
+        stream = self._streams.get(stream_id)
+        if stream is None:
+            return  # left while the step was in flight; its slot may serve another stream
+        try:
+            self._deliver(stream, events)
+        except Exception:
+            # One listener's bug must not cost the other streams of the step their words.
+            log.exception("listener of stream %d failed; closing it", stream_id)
+            self.close(stream_id)
+
+    def _deliver(self, stream: _Stream, events: Sequence[SlotEvent]) -> None:
+        """Events up to each acknowledgement, then that flush's completion, in order."""
+        words: list[EngineEvent] = []
+        for event in events:
+            if not isinstance(event, FlushAck):
+                words.append(_retime(stream, event))
+                continue
+            if words:
+                stream.listener.on_events(words)
+                words = []
+            if not stream.unacked:
+                log.error("engine acknowledged a flush stream %d never sent; ignored", stream.id)
+            elif stream.unacked.popleft() is Marker.END:
+                self._release(stream)
+                stream.listener.on_finished()
+                return  # nothing can follow the end of the stream
+            else:
+                stream.listener.on_flushed()
+        if words:
+            stream.listener.on_events(words)
 
     def fail(self, plan: Plan, error: BaseException) -> None:
-        """The step raised: release every stream it held and tell each one."""
-        for stream_id in plan.owners:
+        """The step raised: release every stream it held and tell each one. A failed step
+        without rows had only late results to bring: the streams waiting for them fail."""
+        owners = plan.owners if len(plan) else [s.id for s in self._streams.values() if s.unacked]
+        for stream_id in owners:
             stream = self._streams.get(stream_id)
             if stream is not None:
                 self._release(stream)
                 stream.listener.on_failed(error)
+
+    def fail_unacknowledged(self, error: BaseException) -> None:
+        """The engine has nothing outstanding, yet flushes wait for it (an engine bug): fail
+        those streams rather than keep their clients waiting for ever."""
+        self.fail(Plan(StepInput.empty(), (), ()), error)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -335,11 +404,14 @@ def run_offline(
     """Transcribe whole clips synchronously through the same planner as live streams.
 
     Clips take slots as they free up, so any number of clips runs in at most max_batch rows.
+    When only acknowledgements are outstanding, it waits on the engine's `wake` (this is the
+    caller's thread, not a shared engine thread) and runs a collecting step.
     """
     planner = StepPlanner(engine.info)
     collectors = [_Collector() for _ in clips]
     waiting = deque(range(len(clips)))
-    while waiting or planner.has_work():
+    wake: Future[None] | None = None
+    while waiting or planner.has_work() or planner.awaiting_acks():
         while waiting:
             index = waiting[0]
             stream_id = planner.open(collectors[index], options)
@@ -351,13 +423,19 @@ def run_offline(
             planner.finalize(stream_id, tail, end=True)
         plan = planner.plan()
         if plan is None:
-            break
+            if wake is None:
+                planner.fail_unacknowledged(RuntimeError("the engine left a flush unacknowledged"))
+                continue
+            wake.result()
+            plan = planner.collect_plan()
         try:
             output = engine.step(plan.input)
         except Exception as exc:
             planner.fail(plan, exc)
+            wake = None
         else:
             planner.complete(plan, output)
+            wake = output.wake
     for collector in collectors:
         if collector.error is not None:
             raise RuntimeError("engine failed during offline transcription") from collector.error

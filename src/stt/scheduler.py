@@ -8,6 +8,11 @@ settles into one full step per 80 ms tick, and a stream that fell behind (a burs
 chunk, a Finalize's padding) catches up in back-to-back steps without waiting for a tick.
 `batch_wait_s` optionally holds the first step after an idle period so that frames arriving
 together share it (worth it for engines whose step cost does not depend on batch size).
+
+An engine with work outstanding between frames (a Whisper final decode after a stream's
+last frame) returns a `wake` future with its step's output; when no frame waits, the loop
+sleeps on its one event until either a frame or that future arrives, and then runs the
+next step, with no rows if need be, to bring the results back. Nothing polls.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from stt.audio import split_frames
+from stt.engine.base import warm_up
 from stt.engine.interface import Engine, EngineEvent, EngineInfo, StreamOptions, WordEvent
 from stt.planner import Frames, StepPlanner, StreamListener
 
@@ -188,7 +194,7 @@ class Scheduler:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-engine")
         if warmup:
             started = time.perf_counter()
-            await self.run_on_engine_thread(self.engine.warmup)
+            await self.run_on_engine_thread(lambda: warm_up(self.engine))
             log.info("engine %s warmed up in %.2f s", self.info.name, time.perf_counter() - started)
         self._task = asyncio.create_task(self._loop(), name="stt-scheduler")
 
@@ -296,17 +302,41 @@ class Scheduler:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    def _wake_from_thread(self, loop: asyncio.AbstractEventLoop) -> Callable[[object], None]:
+        """A done-callback for the engine's `wake` (run on whichever thread resolves it)."""
+
+        def wake(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting
+                loop.call_soon_threadsafe(self._wake.set)
+
+        return wake
+
     async def _loop(self) -> None:
+        """plan -> step on the engine thread -> complete, for as long as the scheduler runs."""
         loop = asyncio.get_running_loop()
         assert self._executor is not None
+        wake: Future[None] | None = None
+        """The last step's promise of results between frames (None: nothing outstanding)."""
+        watched: Future[None] | None = None
         while True:
             plan = self._planner.plan()
             if plan is None:
-                self._wake.clear()
-                await self._wake.wait()
-                if self._batch_wait_s:
-                    await asyncio.sleep(self._batch_wait_s)
-                continue
+                if wake is not None and wake.done():
+                    plan, wake = self._planner.collect_plan(), None
+                elif wake is None and self._planner.awaiting_acks():
+                    log.error("engine %s left a flush unacknowledged", self.info.name)
+                    self._planner.fail_unacknowledged(RuntimeError("the engine left a flush unacknowledged"))
+                    self._slot_freed()
+                    continue
+                else:
+                    self._wake.clear()
+                    if wake is not None and wake is not watched:
+                        watched = wake
+                        wake.add_done_callback(self._wake_from_thread(loop))
+                    await self._wake.wait()
+                    if self._batch_wait_s and self._planner.has_work():
+                        await asyncio.sleep(self._batch_wait_s)
+                    continue
             started = time.perf_counter()
             try:
                 output = await loop.run_in_executor(self._executor, self.engine.step, plan.input)
@@ -315,6 +345,7 @@ class Scheduler:
                 log.exception("engine step failed; failing its %d stream(s)", len(plan))
                 self._planner.fail(plan, exc)
                 self._slot_freed()
+                wake = None
                 continue
             elapsed = time.perf_counter() - started
             stats = self.stats
@@ -324,6 +355,7 @@ class Scheduler:
             stats.last_step_s = elapsed
             stats.last_rows = len(plan)
             self._planner.complete(plan, output)
+            wake = output.wake
             self._slot_freed()
             for observer in self._observers:
                 observer(elapsed, len(plan))

@@ -6,11 +6,22 @@ each holding one stream's state; `Engine.step` advances a set of slots by exactl
 80 ms frame each. This mirrors Kyutai's batched server: streams join and leave a running
 batch between steps, a slot's state is reset when a new stream takes it, and idle slots do
 not advance.
+
+No step ever waits for one stream's work. Everything a stream needs beyond its audio is
+an ordinary frame of that stream alone, planned like its audio: the engine's lead-in
+(`EngineInfo.prefix_frames` of silence before the first audio) and flush padding (silence
+after the last audio). A flush is acknowledged, like the Marker that Kyutai's server echoes
+after the model's delay, by `FLUSHED` in the slot's events once every word of the audio
+before it is out: in the flush row's own step (Kyutai, fake) or in a later one (Whisper,
+when the final decode lands). Results that land between a slot's frames come back in the
+next step's `StepOutput.late`; an engine with such work outstanding returns a `wake` future
+so the scheduler runs the next step (an empty one if no frame waits) as soon as it has.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +50,10 @@ class EngineInfo:
     """Frames between audio entering the engine and the text it produces."""
     flush_frames: int
     """Frames of silence to feed after a stream's last audio so every word comes out."""
+    prefix_frames: int = 0
+    """Frames of silence the engine wants before a stream's first audio (its lead-in). The
+    planner queues them as the stream's first frames and removes them from its clock, so
+    they cost a step row of this stream alone and every time reported is client time."""
     languages: tuple[str, ...] = ()
     """Language hints the engine understands; empty means it ignores hints."""
     pause_events: bool = False
@@ -47,8 +62,8 @@ class EngineInfo:
     def __post_init__(self) -> None:
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
-        if self.delay_frames < 0 or self.flush_frames < 0:
-            raise ValueError("delay_frames and flush_frames must be >= 0")
+        if self.delay_frames < 0 or self.flush_frames < 0 or self.prefix_frames < 0:
+            raise ValueError("delay_frames, flush_frames and prefix_frames must be >= 0")
 
     @property
     def delay_s(self) -> float:
@@ -78,7 +93,20 @@ class PauseEvent:
 
 
 EngineEvent = WordEvent | PauseEvent
-"""Everything an engine can report for a stream."""
+"""Everything a stream's listener can be told about its audio."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlushAck:
+    """In a slot's events: every word of the audio up to the slot's oldest unacknowledged
+    flush row came before this. Events after it belong to later audio."""
+
+
+FLUSHED = FlushAck()
+"""The one acknowledgement value engines put in a slot's events."""
+
+SlotEvent = EngineEvent | FlushAck
+"""What an engine returns for a slot, in stream order."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +114,8 @@ class StepInput:
     """One batched step: row i advances slot `slots[i]` by frame `frames[i]`.
 
     Rows are compact (only the slots that have a frame this step), so an engine scatters
-    them into its own slot table and treats every other slot as paused.
+    them into its own slot table and treats every other slot as paused. A step may have no
+    rows at all: it only collects results that landed since the last one (see `StepOutput`).
     """
 
     slots: npt.NDArray[np.int64]
@@ -96,7 +125,9 @@ class StepInput:
     reset: npt.NDArray[np.bool_]
     """(n,) True where a new stream starts in this slot: clear its state before the frame."""
     flush: npt.NDArray[np.bool_]
-    """(n,) True where, after this frame, every pending word of the slot must be emitted."""
+    """(n,) True on a stream's last flush-padding frame: after it, the engine finishes every
+    word of the slot's audio so far and then puts `FLUSHED` in the slot's events (this step's
+    or a later one's). The engine must not wait for that inside the step."""
     options: Sequence[StreamOptions | None] = field(default=())
     """Per row: the stream's options where `reset` is True, else None."""
 
@@ -117,43 +148,52 @@ class StepInput:
         opts = self.options[row] if self.options else None
         return opts if opts is not None else StreamOptions()
 
+    @classmethod
+    def empty(cls) -> StepInput:
+        """A step with no rows: it advances nothing and only collects landed results."""
+        none = np.zeros(0, dtype=np.bool_)
+        return cls(np.zeros(0, dtype=np.int64), np.zeros((0, FRAME_SAMPLES), dtype=np.float32), none, none)
+
 
 @dataclass(frozen=True)
 class StepOutput:
-    """Events per input row, in the same order as `StepInput.slots`."""
+    """What a step returns: each row's events, results for other slots, and a wake-up."""
 
-    events: Sequence[Sequence[EngineEvent]]
+    events: Sequence[Sequence[SlotEvent]]
+    """Per input row, in the same order as `StepInput.slots`."""
+    late: Mapping[int, Sequence[SlotEvent]] = field(default_factory=dict)
+    """Per slot that had no row in this step: results that landed since its last step (a
+    final decode after a stream's last frame). The planner routes them to the stream the
+    slot was last reset for, and drops them when that stream has left."""
+    wake: Future[None] | None = None
+    """Set when the engine has work outstanding whose results a later step returns: it
+    resolves (on any thread) once such a result is ready, and the scheduler then runs the
+    next step even if no frame waits. None when nothing is outstanding."""
 
 
 @runtime_checkable
 class Engine(Protocol):
-    """A batched streaming recogniser. All methods run on the scheduler's engine thread.
+    """A batched streaming recogniser: only what every engine must provide.
 
-    Engines subclass `stt.engine.base.BaseEngine`, which implements `warmup` and the offline
-    `transcribe_batch` once, on top of `step`.
+    All methods run on the scheduler's engine thread, never concurrently. Warm-up and offline
+    transcription are written once on top of these (`stt.engine.base`).
     """
 
     @property
     def info(self) -> EngineInfo:
-        """Static facts; read once when the scheduler starts."""
+        """Static facts; read once, when a planner or scheduler is built for the engine."""
         ...
 
     def step(self, batch: StepInput) -> StepOutput:
-        """Advance each row's slot by one frame and return each row's new events.
+        """Advance each row's slot by one frame; return the new events of every slot.
 
-        Called only from the engine thread, never concurrently. Slots not in `batch` must
-        not change. Must not block on the event loop.
+        Called whenever a frame of any stream waits, or (with no rows) when the last step's
+        `wake` resolved. Slots not in `batch` must not advance. Must return promptly: model
+        work of one stream that takes longer than a frame (a Whisper decode) runs elsewhere
+        and its results come back in a later step, never by waiting here.
         """
         ...
 
-    def warmup(self) -> None:
-        """Run a full-batch step so the first real stream pays no compile or allocation cost."""
-        ...
-
-    def transcribe_batch(self, audio: Sequence[npt.NDArray[np.float32]]) -> list[str]:
-        """Offline: transcribe whole 24 kHz mono clips through the streaming path."""
-        ...
-
     def close(self) -> None:
-        """Release resources (GPU memory, threads). Called once at shutdown."""
+        """Release resources (GPU memory, threads). Called once, at shutdown."""
         ...

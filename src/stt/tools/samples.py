@@ -276,17 +276,14 @@ def engine_reference(name: str) -> Callable[[], ReferenceEngine]:
     def build() -> ReferenceEngine:
         from stt.audio import read_audio
         from stt.config import Settings
-        from stt.engine.base import BaseEngine
+        from stt.engine.base import transcribe_texts
         from stt.engine.interface import StreamOptions
         from stt.engine.registry import build_engine
 
         engine = build_engine(Settings.from_env(engine=name))
 
         def transcribe(paths: Sequence[Path], lang: str | None) -> list[str]:
-            audio = [read_audio(p) for p in paths]
-            if isinstance(engine, BaseEngine):
-                return engine.transcribe_batch(audio, StreamOptions(language=lang))
-            return engine.transcribe_batch(audio)
+            return transcribe_texts(engine, [read_audio(p) for p in paths], StreamOptions(language=lang))
 
         return transcribe
 

@@ -5,7 +5,7 @@ from stt.audio import split_frames
 from stt.constants import FRAME_SAMPLES
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from stt.engine.interface import Engine, StepInput, StreamOptions
+from stt.engine.interface import FLUSHED, Engine, StepInput, StreamOptions, WordEvent
 
 
 def batch(slots: list[int], frames: np.ndarray, reset: bool = False, flush: bool = False) -> StepInput:
@@ -47,8 +47,11 @@ def test_flush_emits_pending_and_unfinished_words() -> None:
     for i, frame in enumerate(frames[:-1]):  # "ab", gap, "cd" without its closing silence
         assert engine.step(batch([0], frame[None], reset=i == 0)).events[0] == []
     out = engine.step(batch([0], frames[-1][None], flush=True))
-    assert [w.text for w in out.events[0]] == ["ab", "cd"]
-    ab, cd = out.events[0]
+    *words, ack = out.events[0]
+    assert ack is FLUSHED, "the fake acknowledges a flush in the flush row's own step"
+    assert [w.text for w in words if isinstance(w, WordEvent)] == ["ab", "cd"]
+    ab, cd = words
+    assert isinstance(ab, WordEvent) and isinstance(cd, WordEvent)
     assert (ab.start_s, ab.end_s) == pytest.approx((0.0, 0.16))
     assert (cd.start_s, cd.end_s) == pytest.approx((0.24, 0.40))
 
@@ -99,7 +102,7 @@ def test_predicts_a_pause_after_silence_following_a_word() -> None:
     for i, frame in enumerate(frames):
         events += engine.step(batch([0], frame[None], reset=i == 0, flush=i == len(frames) - 1)).events[0]
     kinds = [type(e).__name__ for e in events]
-    assert kinds == ["WordEvent", "PauseEvent", "WordEvent"]  # no pause after the short gap
+    assert kinds == ["WordEvent", "PauseEvent", "WordEvent", "FlushAck"]  # no pause after the short gap
     pause = events[1]
     assert pause.time_s == pytest.approx((4 + 3) * 0.08) and pause.probability == 1.0  # type: ignore[union-attr]
 

@@ -61,10 +61,12 @@ def test_words_without_a_boundary_share_the_span() -> None:
     assert words[0].start_s == 0.08 and words[-1].end_s == pytest.approx(0.32)
 
 
-def test_silence_prefix_is_not_stream_time() -> None:
+def test_lead_in_tokens_do_not_count_and_times_stay_on_the_slot_timeline() -> None:
+    """The lead-in's tokens are skipped; its frames stay in the times (the planner, which
+    inserted them, takes them off the stream's clock)."""
     decoder = SlotDecoder(detok, delay_frames=1, prefix_frames=2)
-    events = feed(decoder, [P, P, P, B, 12, P])
-    assert events == [WordEvent("world", 0.08, pytest.approx(0.24))]
+    events = feed(decoder, [B, 12, P, B, 12, P])
+    assert events == [WordEvent("world", pytest.approx(0.24), pytest.approx(0.40))]
 
 
 def test_a_pause_is_reported_once_after_a_word() -> None:

@@ -15,9 +15,11 @@ from stt.constants import FRAME_SECONDS
 from stt.engine.base import BaseEngine
 from stt.engine.fake.tones import ALPHABET, SILENCE, decode_frames
 from stt.engine.interface import (
+    FLUSHED,
     EngineEvent,
     EngineInfo,
     PauseEvent,
+    SlotEvent,
     StepInput,
     StepOutput,
     StreamOptions,
@@ -43,7 +45,9 @@ class FakeEngine(BaseEngine):
 
     `step_cost_s` is slept once per step and `row_cost_s` once per row, outside the GIL,
     which is how a GPU step looks to the server. With `pause_frames` > 0 it also predicts
-    the end of a turn after that many silent frames following a word.
+    the end of a turn after that many silent frames following a word. `prefix_frames` is the
+    lead-in it asks for (silence the planner puts before each stream's audio). A flush row's
+    words and its acknowledgement come out in the flush row's own step.
     """
 
     def __init__(
@@ -54,12 +58,14 @@ class FakeEngine(BaseEngine):
         step_cost_s: float = 0.0,
         row_cost_s: float = 0.0,
         pause_frames: int = 0,
+        prefix_frames: int = 0,
     ) -> None:
         self._info = EngineInfo(
             name="fake",
             max_batch=slots,
             delay_frames=delay_frames,
             flush_frames=delay_frames,
+            prefix_frames=prefix_frames,
             languages=("en", "fr"),
             pause_events=pause_frames > 0,
         )
@@ -84,7 +90,7 @@ class FakeEngine(BaseEngine):
             time.sleep(cost)
         symbols = decode_frames(batch.frames)
         delay = self._info.delay_frames
-        events: list[list[EngineEvent]] = []
+        events: list[list[SlotEvent]] = []
         for row in range(len(batch)):
             slot = int(batch.slots[row])
             if batch.reset[row]:
@@ -103,9 +109,11 @@ class FakeEngine(BaseEngine):
             flush = bool(batch.flush[row])
             if flush:
                 self._end_word(state, delay)
-            out: list[EngineEvent] = []
+            out: list[SlotEvent] = []
             while state.pending and (flush or state.pending[0][0] <= state.frame):
                 out.append(state.pending.popleft()[1])
+            if flush:
+                out.append(FLUSHED)
             events.append(out)
         self.steps += 1
         self.rows += len(batch)

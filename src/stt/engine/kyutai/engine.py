@@ -6,6 +6,12 @@ and `LMGen`; an execution mask keeps slots without a frame from advancing, and a
 clears a slot's codec and KV-cache state when a new stream takes it, so no slot ever sees
 another's state. Text tokens go to each slot's `SlotDecoder` for words and pauses.
 
+A checkpoint's silence prefix (stt-2.6b-en: 1 s) is the engine's lead-in
+(`EngineInfo.prefix_frames`): the planner feeds it as the new stream's first frames, rows of
+that stream alone, so a connection never adds model steps for the streams already running.
+A flush is acknowledged in the step of its last padding frame, once the delay's worth of
+padding has brought every word out (as Kyutai's server echoes a Marker after the delay).
+
 torch and moshi are imported when an engine is built, never when this package is listed.
 """
 
@@ -23,7 +29,7 @@ import numpy.typing as npt
 
 from stt.constants import FRAME_SAMPLES, FRAME_SECONDS
 from stt.engine.base import BaseEngine
-from stt.engine.interface import EngineEvent, EngineInfo, StepInput, StepOutput
+from stt.engine.interface import FLUSHED, EngineInfo, SlotEvent, StepInput, StepOutput
 from stt.engine.kyutai.checkpoint import CheckpointFiles, SttTiming
 from stt.engine.kyutai.words import PADDING, SlotDecoder
 
@@ -149,6 +155,7 @@ class KyutaiEngine(BaseEngine):
             delay_frames=self._delay_frames,
             # One more than the delay: the word in progress ends at the first padding after it.
             flush_frames=math.ceil(delay) + 1,
+            prefix_frames=self._prefix_frames,
             languages=(),
             pause_events=self._pause_threshold > 0,
         )
@@ -208,19 +215,21 @@ class KyutaiEngine(BaseEngine):
             # Safe to refill next step: this step ends by reading its tokens back, after the copy.
             self._audio.copy_(self._host_audio[:, None, :], non_blocking=True)
             tokens, pauses = self._model_step(active)
-        events: list[list[EngineEvent]] = []
+        events: list[list[SlotEvent]] = []
         token_list: list[int] = tokens.tolist()  # Python scalars: cheaper than numpy indexing per row
         pause_list: list[float] | None = None if pauses is None else pauses.tolist()
         for slot, flush in zip(slots.tolist(), batch.flush.tolist(), strict=True):
             decoder = self._decoders[slot]
-            out = decoder.push(token_list[slot], None if pause_list is None else pause_list[slot])
+            out: list[SlotEvent] = []
+            out.extend(decoder.push(token_list[slot], None if pause_list is None else pause_list[slot]))
             if flush:
                 out.extend(decoder.flush())
+                out.append(FLUSHED)
             events.append(out)
         return StepOutput(events)
 
     def _reset(self, slots: npt.NDArray[np.int64]) -> None:
-        """Clear the slots' codec and LM state, then feed the model's silence prefix to them only."""
+        """Clear the slots' codec and LM state (their lead-in comes as their next frames)."""
         import torch
 
         mask = torch.zeros(self._info.max_batch, dtype=torch.bool)
@@ -230,16 +239,6 @@ class KyutaiEngine(BaseEngine):
         self._gen.reset_streaming(mask)
         for slot in slots.tolist():
             self._decoders[slot] = self._new_decoder()
-        if self._prefix_frames:
-            active = np.zeros(self._info.max_batch, dtype=np.bool_)
-            active[slots] = True
-            self._audio.zero_()
-            for _ in range(self._prefix_frames):
-                tokens, pauses = self._model_step(active)
-                for slot in slots.tolist():
-                    self._decoders[slot].push(
-                        int(tokens[slot]), None if pauses is None else float(pauses[slot])
-                    )
 
     def _model_step(self, active: npt.NDArray[np.bool_]) -> tuple[npt.NDArray[np.int64], Any]:
         """One batched Mimi encode + LM step; slots not `active` keep their state."""

@@ -28,8 +28,9 @@ Detokenize = Callable[[Sequence[int]], str]
 class SlotDecoder:
     """Turns the tokens of one stream, one per model step, into events.
 
-    `delay_frames` is the model's text delay and `prefix_frames` the silence fed before the
-    stream's audio; times are seconds of the stream's own audio.
+    `delay_frames` is the model's text delay and `prefix_frames` the lead-in of silence fed
+    before the stream's audio (no token counts before both have passed). Times are seconds
+    of the frames this slot was given, lead-in included: the planner takes the lead-in off.
     """
 
     detokenize: Detokenize
@@ -38,7 +39,7 @@ class SlotDecoder:
     pause_threshold: float = 0.0
     """Report a pause when the probability reaches this (0: never)."""
     steps: int = 0
-    """Model steps this stream has taken (silence prefix included)."""
+    """Model steps this stream has taken (lead-in included)."""
     _pieces: list[int] = field(default_factory=list)
     _word_start: float = 0.0
     _last_boundary: float = 0.0
@@ -46,7 +47,7 @@ class SlotDecoder:
     """A pause is reported at most once after each word."""
 
     def _time(self, step: int) -> float:
-        return max(0.0, (step - self.delay_frames - self.prefix_frames) * FRAME_SECONDS)
+        return max(0.0, (step - self.delay_frames) * FRAME_SECONDS)
 
     def push(self, token: int, pause_probability: float | None = None) -> list[EngineEvent]:
         """The model's token (and pause probability) of this stream's next step."""
@@ -72,7 +73,7 @@ class SlotDecoder:
         ):
             self._pause_armed = False
             events.append(
-                PauseEvent(max(0.0, (self.steps - self.prefix_frames) * FRAME_SECONDS), pause_probability)
+                PauseEvent(self.steps * FRAME_SECONDS, pause_probability)
             )
         return events
 

@@ -7,11 +7,11 @@ has waited longest runs first, so no stream starves. A newer partial decode of a
 replaces one still waiting (it covers the same audio and more) but keeps its place in the
 line; final decodes are never replaced. With 8 streams on 2 cores, finals first cut the
 final latency from 1.8 to 1.2 s and made every other latency shorter too.
-The engine thread can also take a waiting job back and run it itself when it cannot wait
-(a flush), or wait for the job the worker is running.
 
-The decode function releases the GIL (CTranslate2 does), so the engine thread keeps
-stepping other streams while the worker decodes.
+The engine thread never runs or waits for a decode: it reads finished futures in its steps
+and asks `wake_after` for a future that resolves when the next job finishes, which the
+scheduler awaits to run a step that collects the result. The decode function releases the
+GIL (CTranslate2 does), so the engine thread keeps stepping other streams meanwhile.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ class DecodeQueue(Generic[_Req, _Res]):
         self._cond = threading.Condition()
         self._closed = False
         self.decodes = 0
-        """Jobs run so far (worker and engine thread); for tests and metrics."""
+        """Jobs run so far; for tests and metrics."""
+        self._wake: Future[None] | None = None
+        """Resolved when the next job finishes (created on demand by `wake_after`)."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -76,15 +78,17 @@ class DecodeQueue(Generic[_Req, _Res]):
                 self._waiting.remove(job)
                 job.future.cancel()
 
-    def result(self, job: Job[_Req, _Res]) -> _Res:
-        """The job's result now: run it on this thread if it still waits, else wait for it."""
+    def wake_after(self, seen: int) -> Future[None]:
+        """A future that resolves once more than `seen` jobs have finished (`decodes` read
+        before looking at the results, so a job finishing in between is never missed)."""
         with self._cond:
-            mine = job in self._waiting
-            if mine:
-                self._waiting.remove(job)
-        if mine:
-            self._execute(job)
-        return job.future.result()
+            if self.decodes > seen or self._closed:
+                done: Future[None] = Future()
+                done.set_result(None)
+                return done
+            if self._wake is None:
+                self._wake = Future()
+            return self._wake
 
     def waiting(self) -> int:
         with self._cond:
@@ -98,6 +102,7 @@ class DecodeQueue(Generic[_Req, _Res]):
                 job.future.cancel()
             self._waiting.clear()
             self._cond.notify_all()
+            self._resolve_wake()
         self._thread.join(timeout=30)
 
     def _run(self) -> None:
@@ -116,8 +121,16 @@ class DecodeQueue(Generic[_Req, _Res]):
             return
         try:
             result = self._decode(job.request)
-        except BaseException as exc:  # the engine thread re-raises it from result()
+        except BaseException as exc:  # the engine thread reads it from the future
             job.future.set_exception(exc)
         else:
             job.future.set_result(result)
-        self.decodes += 1
+        with self._cond:
+            self.decodes += 1
+            self._resolve_wake()
+
+    def _resolve_wake(self) -> None:
+        """Under the lock: tell whoever waits that a step now has something to collect."""
+        wake, self._wake = self._wake, None
+        if wake is not None:
+            wake.set_result(None)

@@ -9,9 +9,11 @@ Whisper is not a streaming model, so streaming is built around it:
   waited longest goes first). CTranslate2 releases the GIL, so steps go on meanwhile.
 - Only words that two successive decodes agree on are sent (`LocalAgreement`); at a pause
   (VAD end of utterance) the final decode of the utterance sends the rest.
-- A flushed row gets every remaining word in that very step (the scheduler completes the
-  stream right after): the slot's last decodes are taken back from the queue and run, or
-  waited for, on the engine thread.
+- A flush row queues the final decode of the utterance and an acknowledgement behind it in
+  the slot's line; the step returns at once. When the decode lands, the next step (an
+  empty one if no frame waits: `StepOutput.wake` tells the scheduler) returns its words and
+  then `FLUSHED`, in `StepOutput.late` if the stream sent no frame since. No step ever
+  waits for a decode, so one stream's Finalize never stalls the others.
 - A reset slot starts a new state with a new generation; results of the previous stream's
   decodes are never looked at, so no stream hears another's words.
 
@@ -23,7 +25,6 @@ once per utterance (restricted to the engine's languages).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import weakref
@@ -37,9 +38,11 @@ import numpy.typing as npt
 from stt.constants import FRAME_SECONDS, SAMPLE_RATE
 from stt.engine.base import BaseEngine
 from stt.engine.interface import (
-    EngineEvent,
+    FLUSHED,
     EngineInfo,
+    FlushAck,
     PauseEvent,
+    SlotEvent,
     StepInput,
     StepOutput,
     StreamOptions,
@@ -144,7 +147,8 @@ class _Slot:
     """16 kHz samples consumed: the stream's clock."""
     preroll: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
     utterance: _Utterance | None = None
-    jobs: deque[tuple[Job[DecodeRequest, Hypothesis], _Utterance]] = field(default_factory=deque)
+    jobs: deque[tuple[Job[DecodeRequest, Hypothesis], _Utterance] | FlushAck] = field(default_factory=deque)
+    """Decodes in stream order, and flush acknowledgements where they fall among them."""
 
 
 class WhisperEngine(BaseEngine):
@@ -194,7 +198,8 @@ class WhisperEngine(BaseEngine):
     # -- the step: cheap per row; decodes run on the worker ---------------------------------
 
     def step(self, batch: StepInput) -> StepOutput:
-        events: list[list[EngineEvent]] = []
+        finished = self._queue.decodes  # before reading any result: see DecodeQueue.wake_after
+        events: list[list[SlotEvent]] = []
         for row in range(len(batch)):
             index = int(batch.slots[row])
             if batch.reset[row]:
@@ -205,8 +210,17 @@ class WhisperEngine(BaseEngine):
             self._advance(index, slot, audio, slot.vad.feed(audio))
             if batch.flush[row]:
                 self._end_utterance(index, slot)
-            events.append(list(self._collect(slot, wait=bool(batch.flush[row]))))
-        return StepOutput(events)
+                slot.jobs.append(FLUSHED)
+            events.append(self._collect(slot))
+        late: dict[int, list[SlotEvent]] = {}
+        stepped = set(batch.slots.tolist())
+        outstanding = False
+        for index, slot in enumerate(self._slots):
+            if slot.jobs and index not in stepped:
+                if out := self._collect(slot):
+                    late[index] = out
+            outstanding = outstanding or bool(slot.jobs)
+        return StepOutput(events, late, self._queue.wake_after(finished) if outstanding else None)
 
     def _new_slot(self, hint: str | None) -> _Slot:
         import soxr
@@ -218,8 +232,9 @@ class WhisperEngine(BaseEngine):
     def _reset(self, index: int, options: StreamOptions) -> None:
         """A new stream takes the slot: the old one's waiting decodes are dropped and its
         running one, if any, is ignored (new state, new generation)."""
-        for job, _ in self._slots[index].jobs:
-            self._queue.cancel(job)
+        for pending in self._slots[index].jobs:
+            if not isinstance(pending, FlushAck):
+                self._queue.cancel(pending[0])
         hint = options.language.lower() if options.language else None
         self._slots[index] = self._new_slot(hint if hint in self._languages else None)
         log.debug("slot %d: stream %d starts (language hint %s)", index, self._generation, hint)
@@ -269,9 +284,9 @@ class WhisperEngine(BaseEngine):
         slot.preroll = _tail(utterance.audio(), _PREROLL_S)
 
     def _cancel_partials(self, slot: _Slot) -> None:
-        for job, _ in slot.jobs:
-            if not job.final:
-                self._queue.cancel(job)
+        for pending in slot.jobs:
+            if not isinstance(pending, FlushAck) and not pending[0].final:
+                self._queue.cancel(pending[0])
 
     def _cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
         """Speech longer than the window: keep decoding from the last sent word (those
@@ -291,26 +306,28 @@ class WhisperEngine(BaseEngine):
         rest.agreement.sent.append(sent[-1])
         slot.utterance = rest
 
-    def _collect(self, slot: _Slot, *, wait: bool) -> list[EngineEvent]:
-        """Words of finished decodes, in order; with `wait`, every final decode finishes now.
+    def _collect(self, slot: _Slot) -> list[SlotEvent]:
+        """Words of finished decodes and the acknowledgements between them, in order, up to
+        the first decode still running (never waited for).
 
         An utterance that silence ended is followed by a PauseEvent once its last words are
         out, so a voice agent that answers on Pause has heard the whole turn.
         """
-        out: list[EngineEvent] = []
+        out: list[SlotEvent] = []
         while slot.jobs:
-            job, utterance = slot.jobs[0]
+            pending = slot.jobs[0]
+            if isinstance(pending, FlushAck):
+                slot.jobs.popleft()
+                out.append(pending)
+                continue
+            job, utterance = pending
             if not job.future.done():
-                if not wait:
+                if job.final or utterance is slot.utterance:
                     break
-                if not job.final:  # superseded by the final decode queued after it
-                    self._queue.cancel(job)
-                    slot.jobs.popleft()
-                    continue
-                with contextlib.suppress(Exception):  # a failure is read from the future below
-                    self._queue.result(job)
+                # a partial of an utterance that has ended or been cut: its result would be
+                # ignored anyway, so the words behind it need not wait for it
             slot.jobs.popleft()
-            if job.future.cancelled():
+            if not job.future.done() or job.future.cancelled():
                 continue
             if job.future.exception() is not None:
                 # one stream's failed decode must not fail every stream of the step
@@ -328,7 +345,7 @@ class WhisperEngine(BaseEngine):
                 out.extend(utterance.agreement.update(hypothesis.words))
         return out
 
-    # -- the decode: on the worker thread (or the engine thread for a flush) ----------------
+    # -- the decode: on the worker thread ---------------------------------------------------
 
     def decode(self, request: DecodeRequest) -> Hypothesis:
         """Greedy Whisper decode of one utterance; words in stream time."""
