@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
 
 from stt.audio import split_frames
 from stt.engine.fake.tones import encode_text
-from stt.engine.interface import StreamOptions
+from stt.engine.interface import EngineEvent, StreamOptions
 from stt.planner import Frames
 from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler, StreamHandle
-from tests.fakes import FailingEngine, Listener, RecordingEngine
+from tests.fakes import AckDroppingEngine, FailingEngine, LateAckEngine, Listener, RecordingEngine
 
 
 async def wait_until(predicate: object, within_s: float = 5.0) -> None:
@@ -288,7 +290,26 @@ def test_a_stream_holds_its_slot_for_its_block_whatever_ends_it() -> None:
         await scheduler.stop()
         assert listener.text == "again" and scheduler.used_slots == 0
 
-    asyncio.run(main())
+
+@dataclass
+class Signalled(Listener):
+    """A listener whose deliveries the test can await (callbacks run on the event loop)."""
+
+    word: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_events(self, events: Sequence[EngineEvent]) -> None:
+        super().on_events(events)
+        if self.words:
+            self.word.set()
+
+    def on_finished(self) -> None:
+        super().on_finished()
+        self.done.set()
+
+    def on_failed(self, error: BaseException) -> None:
+        super().on_failed(error)
+        self.done.set()
 
 
 class RecordingPort:
@@ -338,3 +359,53 @@ def test_a_handle_speaks_only_to_its_port_for_its_own_stream() -> None:
         ("finalize", 7),
         ("release", 7),
     ]
+
+
+def test_a_late_acknowledgement_holds_the_slot_and_never_holds_up_other_streams() -> None:
+    async def main() -> None:
+        engine = LateAckEngine(slots=2, delay_frames=0)
+        scheduler = Scheduler(engine)
+        await scheduler.start(warmup=False)
+        ending, going = Signalled(), Signalled()
+        flush_stepped, b_planned = asyncio.Event(), asyncio.Event()
+        async with scheduler.stream(ending) as a, scheduler.stream(going) as b:
+
+            def observe(seconds: float, rows: int) -> None:
+                if any(engine.records[-1].flush):
+                    flush_stepped.set()
+                if flush_stepped.is_set() and going.words and b.backlog_frames == 0:
+                    b_planned.set()
+
+            scheduler.add_step_observer(observe)
+            send(a, "bye")
+            await asyncio.wait_for(flush_stepped.wait(), 5)
+            assert not ending.finished and scheduler.used_slots == 2
+            with pytest.raises(NoCapacityError):  # a stream awaiting its end keeps its slot
+                async with scheduler.stream(Listener()):
+                    pass
+            b.push(split_frames(encode_text("still here"))[0])
+            await asyncio.wait_for(b_planned.wait(), 5)  # b's words came while a's end was pending
+            assert going.text.startswith("still") and not ending.finished
+            steps = len(engine.records)
+            engine.release()  # a's last words land with no frame waiting: the wake runs a step
+            await asyncio.wait_for(ending.done.wait(), 5)
+            assert ending.events == ["word:bye", "finished"]
+            assert [r.slots for r in engine.records[steps:]] == [[]], "one collecting step, no rows"
+            assert scheduler.used_slots == 1
+        await scheduler.stop()
+
+    asyncio.run(main())
+
+
+def test_a_flush_the_engine_never_acknowledges_fails_that_stream_instead_of_hanging() -> None:
+    async def main() -> None:
+        scheduler = Scheduler(AckDroppingEngine(slots=2))
+        await scheduler.start(warmup=False)
+        broken = Signalled()
+        async with scheduler.stream(broken) as handle:
+            send(handle, "x")
+            await asyncio.wait_for(broken.done.wait(), 5)
+        assert isinstance(broken.error, RuntimeError) and scheduler.used_slots == 0
+        await scheduler.stop()
+
+    asyncio.run(main())

@@ -9,14 +9,18 @@ the delay, flush and silence prefix, and the pause head.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from stt.constants import FRAME_SAMPLES, FRAME_SECONDS
 from stt.engine.interface import Engine, PauseEvent, WordEvent
 from stt.engine.kyutai.words import PADDING
+from stt.planner import StepPlanner
 from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
-from tests.engine.kyutai.helpers import Driver, build, clip
+from tests.engine.kyutai.helpers import Driver, Frames, build, clip
+from tests.fakes import Listener
 
 pytestmark = pytest.mark.skipif(not KYUTAI_LIBS, reason=SKIP_REASON)
 SLOTS = 4
@@ -124,20 +128,116 @@ def test_flush_keeps_the_stream_going(tiny_checkpoint: Path, reference: dict[int
     assert driver.tokens[0] == reference[0]
 
 
-def test_the_silence_prefix_runs_only_in_the_new_stream_slot(tiny_prefixed_checkpoint: Path) -> None:
-    engine = build(tiny_prefixed_checkpoint, slots=2)
-    assert engine._prefix_frames == 2
-    alone = Driver(build(tiny_prefixed_checkpoint, slots=2)).alone(0, clip(0))[0]
-    driver = Driver(engine)
+class PlannedStreams:
+    """Streams fed one frame per step through the real planner, tokens recorded per stream."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self.planner = StepPlanner(engine.info)
+        self.tokens: dict[int, list[int]] = {}
+        self.listeners: dict[int, Listener] = {}
+
+    def open(self) -> int:
+        listener = Listener()
+        stream = self.planner.open(listener)
+        assert stream is not None
+        self.tokens[stream], self.listeners[stream] = [], listener
+        return stream
+
+    def step(self) -> None:
+        plan = self.planner.plan()
+        assert plan is not None
+        out = self.engine.step(plan.input)
+        for stream, slot in zip(plan.owners, plan.input.slots.tolist(), strict=True):
+            self.tokens[stream].append(int(self.engine.last_tokens[slot]))
+        self.planner.complete(plan, out)
+
+    def run(self, frames: Frames) -> list[int]:
+        """One whole stream, alone."""
+        stream = self.open()
+        self.planner.push(stream, frames)
+        while self.planner.has_work():
+            self.step()
+        return self.tokens[stream]
+
+
+def reference_loop(checkpoint: Path, frames: Frames) -> list[int]:
+    """Kyutai's own script (stt_from_file_pytorch.py): plain batch-1 streaming, Mimi encode
+    then LMGen step, frame by frame."""
+    import torch
+    from moshi.models.lm import LMGen
+
+    from stt.engine.kyutai.checkpoint import locate
+    from stt.engine.kyutai.engine import load_model
+
+    model = load_model(locate(str(checkpoint)), "cpu")
+    gen = LMGen(model.lm, use_sampling=False, temp=0.0, temp_text=0.0)
+    expected = []
+    with model.mimi.streaming(1), gen.streaming(1), torch.no_grad():
+        for frame in frames:
+            codes = model.mimi.encode(torch.from_numpy(frame)[None, None, :])
+            tokens = gen.step(codes)
+            assert tokens is not None
+            expected.append(int(tokens[0, 0, 0]))
+    return expected
+
+
+def test_the_silence_prefix_is_frames_of_the_new_stream_alone(tiny_prefixed_checkpoint: Path) -> None:
+    """A connection adds rows of its own stream, never model steps for the others: the
+    streams already running advance one frame per step while a new one runs its lead-in."""
+    engine = build(tiny_prefixed_checkpoint, slots=1)
+    prefix = engine.info.prefix_frames
+    assert prefix == 2
     a, b = clip(0), clip(1)
+    lead_in = np.zeros((prefix, FRAME_SAMPLES), dtype=np.float32)
+    assert PlannedStreams(engine).run(a) == reference_loop(
+        tiny_prefixed_checkpoint, np.concatenate([lead_in, a])
+    )
+    alone = {0: PlannedStreams(build(tiny_prefixed_checkpoint, slots=2)).run(a)}
+    alone[1] = PlannedStreams(build(tiny_prefixed_checkpoint, slots=2)).run(b[:20])
+
+    engine = build(tiny_prefixed_checkpoint, slots=2)
+    streams = PlannedStreams(engine)
+    first = streams.open()
+    second = None
     for i in range(len(a)):
-        rows = [(0, a[i], i == 0, False)]
-        if i >= 5:
-            rows.append((1, b[i - 5], i == 5, False))
-        driver.step(rows)
-    assert engine.slot_steps.tolist() == [len(a) + 2, len(a) - 5 + 2]
-    assert engine.steps == len(a) + 2 * 2
-    assert driver.tokens[0] == alone
+        streams.planner.push(first, a[i : i + 1])  # real time: one frame per step
+        if i == 5:
+            second = streams.open()
+            streams.planner.push(second, b[:20])  # arrives with a backlog: lead-in, then audio
+        before = engine.slot_steps.copy()
+        streams.step()
+        assert (engine.slot_steps - before).max() == 1, "every slot advanced at most one frame"
+    assert second is not None
+    while streams.planner.has_work():
+        streams.step()
+    assert engine.steps == streams.planner.steps, "no model step beyond the planned ones"
+    assert engine.slot_steps.tolist() == [len(a) + prefix, 20 + prefix]
+    assert streams.tokens[first] == alone[0]
+    assert streams.tokens[second] == alone[1]
+
+
+def test_flush_is_acknowledged_in_the_flush_rows_step_with_the_lead_in_off_the_clock(
+    tiny_prefixed_checkpoint: Path,
+) -> None:
+    engine = build(tiny_prefixed_checkpoint, slots=1, kyutai_pause_threshold=0.0)
+    streams = PlannedStreams(engine)
+    stream = streams.open()
+    frames = clip(2)
+    streams.planner.push(stream, frames)
+    streams.planner.finalize(stream, np.zeros(0, dtype=np.float32), end=True)
+    while streams.planner.has_work():
+        streams.step()
+    listener = streams.listeners[stream]
+    assert listener.finished and not streams.planner.awaiting_acks()
+    assert listener.words, "the tiny model should produce words for this clip"
+    duration = len(frames) * FRAME_SECONDS
+    assert all(0 <= w.start_s <= w.end_s <= duration + 1e-6 for w in listener.words)
+    # the same words as the engine's own times minus the lead-in (the planner took it off)
+    delay = engine.info.delay_frames
+    tokens = streams.tokens[stream]
+    pieces = [t for i, t in enumerate(tokens) if i + 1 >= delay + engine.info.prefix_frames and t > PADDING]
+    assert "".join(w.text for w in listener.words) == engine._model.detokenize(pieces).replace(" ", "")
 
 
 def test_pause_head_reports_end_of_turn_after_words(tiny_checkpoint: Path) -> None:
@@ -176,28 +276,13 @@ def test_published_delays_map_to_frames_as_kyutai_counts_them(tiny_checkpoint: P
     model.close()
     for timing, expected in [(SttTiming(0.5, 0.0), (6, 8, 0)), (SttTiming(2.5, 1.0), (31, 33, 13))]:
         engine = KyutaiEngine(replace(model._model, timing=timing), slots=1)
-        assert (engine.info.delay_frames, engine.info.flush_frames, engine._prefix_frames) == expected
+        assert (engine.info.delay_frames, engine.info.flush_frames, engine.info.prefix_frames) == expected
         engine.close()
 
 
 def test_tokens_match_kyutai_reference_loop(tiny_checkpoint: Path) -> None:
-    """The masked, batched step gives what Kyutai's own script (stt_from_file_pytorch.py) gets
-    with plain batch-1 streaming: Mimi encode, then LMGen step, frame by frame."""
-    import torch
-    from moshi.models.lm import LMGen
-
-    from stt.engine.kyutai.checkpoint import locate
-    from stt.engine.kyutai.engine import load_model
-
+    """The masked, batched step gives what Kyutai's own script gets with plain batch-1
+    streaming."""
     frames = clip(2)
     engine_tokens = Driver(build(tiny_checkpoint, slots=1)).alone(0, frames)[0]
-    model = load_model(locate(str(tiny_checkpoint)), "cpu")
-    gen = LMGen(model.lm, use_sampling=False, temp=0.0, temp_text=0.0)
-    expected = []
-    with model.mimi.streaming(1), gen.streaming(1), torch.no_grad():
-        for frame in frames:
-            codes = model.mimi.encode(torch.from_numpy(frame)[None, None, :])
-            tokens = gen.step(codes)
-            assert tokens is not None
-            expected.append(int(tokens[0, 0, 0]))
-    assert engine_tokens == expected
+    assert engine_tokens == reference_loop(tiny_checkpoint, frames)

@@ -1,4 +1,4 @@
-"""The shared decode worker: oldest job first, partials coalesce, flushes take jobs back."""
+"""The shared decode worker: oldest job first, partials coalesce, a wake-up per finished job."""
 
 from __future__ import annotations
 
@@ -64,15 +64,20 @@ def test_final_jobs_are_never_replaced(queue: DecodeQueue[str, str], decoder: Ga
     assert final.future.result(5) == "FINAL" and partial.future.result(5) == "PARTIAL"
 
 
-def test_result_runs_a_waiting_job_on_the_calling_thread(
+def test_wake_after_resolves_when_a_job_finishes_after_the_count_was_read(
     queue: DecodeQueue[str, str], decoder: GatedDecoder
 ) -> None:
     block_worker(queue, decoder)
     job = queue.submit(1, "mine", final=True)
-    threading.Timer(0.05, decoder.gate.set).start()
-    assert queue.result(job) == "MINE"
-    assert ("mine", threading.current_thread().name) in decoder.calls
-    assert queue.waiting() == 0
+    seen = queue.decodes
+    wake = queue.wake_after(seen)
+    assert not wake.done() and queue.wake_after(seen) is wake  # one future for every waiter
+    decoder.gate.set()
+    wake.result(timeout=5)  # the blocker finished; `mine` may not have yet
+    assert queue.decodes > seen
+    job.future.result(timeout=5)
+    assert queue.wake_after(seen).done(), "a job finished since `seen`: nothing to wait for"
+    assert ("mine", "worker") in decoder.calls, "decodes run on the worker, never on the caller"
 
 
 def test_cancel_drops_a_waiting_job_and_errors_reach_the_caller(
@@ -84,7 +89,7 @@ def test_cancel_drops_a_waiting_job_and_errors_reach_the_caller(
     failing = queue.submit(2, "boom")
     decoder.gate.set()
     with pytest.raises(ValueError, match="decode failed"):
-        queue.result(failing)
+        failing.future.result(timeout=5)
     assert dropped.future.cancelled()
     assert "dropped" not in [request for request, _ in decoder.calls]
 

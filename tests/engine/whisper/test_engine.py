@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,15 +18,28 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from stt.audio import read_audio
+from stt.audio import read_audio, split_frames
 from stt.constants import FRAME_SAMPLES
-from stt.engine.interface import EngineEvent, PauseEvent, StepInput, StreamOptions, WordEvent
+from stt.engine.interface import (
+    FLUSHED,
+    EngineEvent,
+    FlushAck,
+    PauseEvent,
+    SlotEvent,
+    StepInput,
+    StepOutput,
+    StreamOptions,
+    WordEvent,
+)
 from stt.engine.registry import EngineUnavailableError, build_engine
-from stt.engine.whisper.engine import WhisperEngine, WhisperOptions, probe
+from stt.engine.whisper.decode_queue import Job
+from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, WhisperOptions, probe
 from stt.engine.whisper.weights import PACKAGED
+from stt.planner import StepPlanner
 from stt.tools.client import StreamResult, stream_audio
 from stt.tools.wer import word_errors
 from tests.conftest import live_server, make_settings
+from tests.fakes import Listener
 
 SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "samples"
 
@@ -97,9 +111,43 @@ def test_silence_and_quiet_noise_yield_no_words_and_no_decode(engine: WhisperEng
     assert engine.decodes == before  # the VAD kept them away from the model
 
 
-def step_one(engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool) -> list[str]:
+def until_acknowledged(engine: WhisperEngine, out: StepOutput, slot: int = 0) -> list[SlotEvent]:
+    """After a flush row's step, as the scheduler does when no frame waits: wait for the
+    engine's `wake`, run a collecting step, until the slot's flush is acknowledged."""
+    events: list[SlotEvent] = []
+    while FLUSHED not in events:
+        assert out.wake is not None, "a flush is outstanding, so the engine must promise a wake-up"
+        out.wake.result(timeout=60)
+        out = engine.step(StepInput.empty())
+        events += out.late.get(slot, [])
+    return events
+
+
+def step_events(
+    engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool
+) -> list[SlotEvent]:
+    """One frame in slot 0; a flush row's events run to its acknowledgement."""
     batch = StepInput(np.array([0]), frame[None, :], np.array([reset]), np.array([flush]), [StreamOptions()])
-    return [e.text for e in engine.step(batch).events[0] if isinstance(e, WordEvent)]
+    out = engine.step(batch)
+    events = list(out.events[0])
+    if flush and FLUSHED not in events:
+        events += until_acknowledged(engine, out)
+    return events
+
+
+def step_one(engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool) -> list[str]:
+    return [e.text for e in step_events(engine, frame, reset=reset, flush=flush) if isinstance(e, WordEvent)]
+
+
+def decodes_of(engine: WhisperEngine, slot: int = 0) -> list[Job[DecodeRequest, Hypothesis]]:
+    return [p[0] for p in engine._slots[slot].jobs if not isinstance(p, FlushAck)]
+
+
+def await_decodes(engine: WhisperEngine, slot: int = 0) -> None:
+    """Let every decode of the slot finish (a fast CPU), so the next step reads them all."""
+    for job in decodes_of(engine, slot):
+        if not job.future.cancelled():
+            job.future.exception(timeout=30)
 
 
 def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> None:
@@ -107,7 +155,7 @@ def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> 
     frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
     for i, frame in enumerate(frames[:40]):  # 3.2 s of speech: partial decodes are queued
         step_one(engine, frame, reset=i == 0, flush=False)
-    old_jobs = [job for job, _ in engine._slots[0].jobs]
+    old_jobs = decodes_of(engine)
     assert old_jobs, "the old stream should have decodes in flight"
     silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
     heard = step_one(engine, silence, reset=True, flush=False)
@@ -204,9 +252,7 @@ def test_speech_longer_than_the_window_streams_without_repeats(engine: WhisperEn
         heard: list[tuple[int, str]] = []
         for i, frame in enumerate(frames):
             heard += [(i, w) for w in step_one(short, frame, reset=i == 0, flush=i == len(frames) - 1)]
-            for job, _ in list(short._slots[0].jobs):
-                if not job.future.cancelled():
-                    job.future.exception(timeout=30)
+            await_decodes(short)
         text = " ".join(w for _, w in heard)
         reference = manifest()["en-02"]["ref_text"] + " " + manifest()["en-06"]["ref_text"]
         assert word_errors(reference, text).wer <= 0.15, text
@@ -221,14 +267,8 @@ def test_a_stream_goes_on_after_a_finalize(engine: WhisperEngine) -> None:
     for part, audio in enumerate([first, second]):
         frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
         for i, frame in enumerate(frames):
-            batch = StepInput(
-                np.array([0]),
-                frame[None, :],
-                np.array([part == 0 and i == 0]),
-                np.array([i == len(frames) - 1]),
-                [StreamOptions()],
-            )
-            heard[part] += [e for e in engine.step(batch).events[0] if isinstance(e, WordEvent)]
+            events = step_events(engine, frame, reset=part == 0 and i == 0, flush=i == len(frames) - 1)
+            heard[part] += [e for e in events if isinstance(e, WordEvent)]
     assert wer("en-01", " ".join(w.text for w in heard[0])) <= 0.2
     assert wer("en-04", " ".join(w.text for w in heard[1])) <= 0.2
     assert heard[1][0].start_s >= first.size // FRAME_SAMPLES * FRAME_SAMPLES / 24_000 - 0.1
@@ -242,9 +282,7 @@ def test_french_without_a_hint_is_not_translated_by_an_early_guess(engine: Whisp
     heard: list[str] = []
     for i, frame in enumerate(frames):
         heard += step_one(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
-        for job, _ in list(engine._slots[0].jobs):
-            if not job.future.cancelled():
-                job.future.exception(timeout=30)
+        await_decodes(engine)
     assert wer("fr-01", " ".join(heard)) <= 0.2, heard
 
 
@@ -253,17 +291,9 @@ def stream_awaited(engine: WhisperEngine, audio: npt.NDArray[np.float32]) -> lis
     frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
     events: list[EngineEvent] = []
     for i, frame in enumerate(frames):
-        batch = StepInput(
-            np.array([0]),
-            frame[None, :],
-            np.array([i == 0]),
-            np.array([i == len(frames) - 1]),
-            [StreamOptions()],
-        )
-        events += engine.step(batch).events[0]
-        for job, _ in list(engine._slots[0].jobs):
-            if not job.future.cancelled():
-                job.future.exception(timeout=30)
+        got = step_events(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
+        events += [e for e in got if not isinstance(e, FlushAck)]
+        await_decodes(engine)
     return events
 
 
@@ -277,3 +307,66 @@ def test_a_pause_follows_the_last_word_of_a_turn(engine: WhisperEngine) -> None:
     pause = events[pauses[0]]
     assert isinstance(pause, PauseEvent) and words[-1].end_s <= pause.time_s <= words[-1].end_s + 1.5
     assert stream_awaited(engine, np.concatenate([silence, silence])) == []  # no turn, no pause
+
+
+class GatedWhisper(WhisperEngine):
+    """Whisper whose decodes wait until the test opens `gate`: a decoder as slow as needed."""
+
+    def __init__(self, model: Any, options: WhisperOptions) -> None:
+        self.gate = threading.Event()
+        self.decoding = threading.Event()
+        super().__init__(model, options)
+
+    def decode(self, request: DecodeRequest) -> Hypothesis:
+        self.decoding.set()
+        assert self.gate.wait(60), "the test never opened the gate"
+        return super().decode(request)
+
+
+def test_a_flush_never_stalls_the_other_streams_steps(engine: WhisperEngine) -> None:
+    """Stream a ends while its decodes cannot finish: the flush row's step returns at once,
+    stream b keeps stepping, and a's words and end arrive later, in a step that b's frames
+    or the engine's wake-up start, with a's slot held until then."""
+    gated = GatedWhisper(engine._model, WhisperOptions(slots=2))
+    try:
+        planner = StepPlanner(gated.info)
+        ends, goes_on = Listener(), Listener()
+        a, b = planner.open(ends), planner.open(goes_on)
+        assert a is not None and b is not None
+        speech = clip("en-01")
+        planner.push(a, split_frames(speech)[0])
+        planner.finalize(a, split_frames(speech)[1], end=True)
+        other = split_frames(np.concatenate([clip("en-04"), np.zeros(24_000, dtype=np.float32)]))[0]
+        slot_a, steps_while_a_waits, late_for_a = planner.slot_of(a), 0, 0
+        out = StepOutput([])
+        for frame in other:
+            planner.push(b, frame[None, :])
+            plan = planner.plan()
+            assert plan is not None
+            out = gated.step(plan.input)  # returns although no decode can finish
+            late_for_a += slot_a in out.late
+            planner.complete(plan, out)
+            if not planner.backlog(a) and not gated.gate.is_set():
+                # a's last frame and flush row have gone through, its final decode cannot run
+                assert gated.decoding.is_set() and gated.decodes == 0
+                assert not ends.finished and planner.awaiting_acks() and planner.used_slots == 2
+                assert out.wake is not None and not out.wake.done()
+                steps_while_a_waits += 1
+                if steps_while_a_waits == 10:
+                    gated.gate.set()  # decodes land from now on; b's steps bring a's back
+        assert steps_while_a_waits == 10, "stream a should have ended long before stream b"
+        while not ends.finished:
+            plan = planner.plan()
+            if plan is None:
+                assert out.wake is not None
+                out.wake.result(timeout=60)
+                plan = planner.collect_plan()
+            out = gated.step(plan.input)
+            late_for_a += slot_a in out.late
+            planner.complete(plan, out)
+        assert late_for_a, "a's words came back in steps that had no row of a"
+        assert wer("en-01", ends.text) <= 0.3, ends.text
+        assert ends.events[-1] == "finished" and not goes_on.finished
+    finally:
+        gated.gate.set()
+        gated.close()

@@ -72,9 +72,7 @@ class SlotDecoder:
             and pause_probability >= self.pause_threshold
         ):
             self._pause_armed = False
-            events.append(
-                PauseEvent(self.steps * FRAME_SECONDS, pause_probability)
-            )
+            events.append(PauseEvent(self.steps * FRAME_SECONDS, pause_probability))
         return events
 
     def flush(self) -> list[EngineEvent]:

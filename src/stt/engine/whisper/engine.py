@@ -216,9 +216,8 @@ class WhisperEngine(BaseEngine):
         stepped = set(batch.slots.tolist())
         outstanding = False
         for index, slot in enumerate(self._slots):
-            if slot.jobs and index not in stepped:
-                if out := self._collect(slot):
-                    late[index] = out
+            if slot.jobs and index not in stepped and (out := self._collect(slot)):
+                late[index] = out
             outstanding = outstanding or bool(slot.jobs)
         return StepOutput(events, late, self._queue.wake_after(finished) if outstanding else None)
 
@@ -321,11 +320,10 @@ class WhisperEngine(BaseEngine):
                 out.append(pending)
                 continue
             job, utterance = pending
-            if not job.future.done():
-                if job.final or utterance is slot.utterance:
-                    break
-                # a partial of an utterance that has ended or been cut: its result would be
-                # ignored anyway, so the words behind it need not wait for it
+            if not job.future.done() and (job.final or utterance is slot.utterance):
+                break
+            # (a partial still running for an utterance that has ended or been cut would be
+            # ignored anyway: the words behind it need not wait for it)
             slot.jobs.popleft()
             if not job.future.done() or job.future.cancelled():
                 continue
