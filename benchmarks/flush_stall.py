@@ -105,7 +105,7 @@ def _build_engine(model: str | None, slots: int) -> Any:
 async def _open(scheduler: Any, listener: _Stream) -> AsyncIterator[Any]:
     """A stream's handle, through whichever admission API the tree has."""
     if hasattr(scheduler, "stream"):
-        async with scheduler.stream(listener) as handle:
+        async with scheduler.stream(listener, None, wait_s=60.0) as handle:
             yield handle
         return
     handle = await scheduler.open_waiting(listener, None, 60.0)
