@@ -94,8 +94,12 @@ class _Stream:
         self.done.set()
 
 
-def _build_engine(model: str | None, slots: int) -> Any:
-    """The whisper engine of whichever tree is on the path."""
+def _build_engine(name: str, model: str | None, slots: int) -> Any:
+    """The engine of whichever tree is on the path (the fake one checks the benchmark itself)."""
+    if name == "fake":
+        from stt.engine.fake.engine import FakeEngine
+
+        return FakeEngine(slots=slots)
     from stt.engine.whisper import engine as whisper
 
     return whisper.WhisperEngine(whisper.load_model(model), whisper.WhisperOptions(slots=slots))
@@ -166,7 +170,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
 async def _work(args: argparse.Namespace, clips: list[Any]) -> dict[str, Any]:
     from stt.scheduler import Scheduler
 
-    engine = _build_engine(args.model, args.slots)
+    engine = _build_engine(args.engine, args.model, args.slots)
     scheduler = Scheduler(engine)
     await scheduler.start()
     steps: list[tuple[float, int]] = []
@@ -233,7 +237,7 @@ def _run_tree(label: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
         command = [sys.executable, __file__, "--worker", "--json-out", out.name]
         command += ["--seconds", str(args.seconds), "--streams", str(args.streams)]
         command += ["--slots", str(args.slots), "--stagger-s", str(args.stagger_s)]
-        command += ["--clips-per-stream", str(args.clips_per_stream)]
+        command += ["--clips-per-stream", str(args.clips_per_stream), "--engine", args.engine]
         command += ["--manifest", str(args.manifest)] + (["--model", args.model] if args.model else [])
         env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
         env["PYTHONPATH"] = str(tree / "src")
@@ -278,7 +282,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
     print("(times in ms; step = engine thread per step; latencies of streams still running)")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -289,11 +293,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=10)
     parser.add_argument("--stagger-s", type=float, default=0.7, help="start offset between lanes")
     parser.add_argument("--clips-per-stream", type=int, default=3, help="clips (with pauses) per stream")
+    parser.add_argument("--engine", choices=("whisper", "fake"), default="whisper")
     parser.add_argument("--model", default=None, help="whisper model (default: the packaged one)")
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
     parser.add_argument("--json-out", type=Path, default=None)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.worker:
         Path(args.json_out).write_text(json.dumps(_worker(args)))
         return 0

@@ -58,7 +58,8 @@ class SchedulerStats:
 
 
 StepObserver = Callable[[float, int], None]
-"""Called on the event loop after each step with (seconds, rows)."""
+"""Called on the event loop after each step with (seconds, rows); rows is 0 for a step that
+only collected results landed between frames (see `StepOutput.wake`)."""
 
 
 class StreamPort(Protocol):
