@@ -268,7 +268,8 @@ def test_the_lead_in_is_the_streams_own_first_frames_off_its_clock() -> None:
 
 def test_word_times_exclude_the_lead_in() -> None:
     clips = [encode_text("ab cd"), encode_text("e")]
-    plain = run_offline(FakeEngine(slots=2, delay_frames=2), clips)
+    plain_engine = RecordingEngine(slots=2, delay_frames=2)
+    plain = run_offline(plain_engine, clips)
     prefixed_engine = RecordingEngine(slots=2, delay_frames=2, prefix_frames=4)
     prefixed = run_offline(prefixed_engine, clips)
     assert [w.text for w in plain[0]] == ["ab", "cd"]
@@ -276,20 +277,20 @@ def test_word_times_exclude_the_lead_in() -> None:
         assert [w.text for w in got] == [w.text for w in want]
         times = [t for w in got for t in (w.start_s, w.end_s)]
         assert times == pytest.approx([t for w in want for t in (w.start_s, w.end_s)])
-    assert len(prefixed_engine.records) == len(run_offline_records(clips)) + 4
+    assert len(prefixed_engine.records) == len(plain_engine.records) + 4
 
 
-def run_offline_records(clips: list[np.ndarray]) -> list[object]:
-    engine = RecordingEngine(slots=2, delay_frames=2)
-    run_offline(engine, clips)
-    return list(engine.records)
-
-
-def test_an_end_of_stream_keeps_its_slot_until_the_ack_lands_in_a_later_step() -> None:
-    planner = StepPlanner(info(slots=1, flush=1))
+def one_stream(flush: int) -> tuple[StepPlanner, Listener, int]:
+    """A one-slot planner and its open stream."""
+    planner = StepPlanner(info(slots=1, flush=flush))
     listener = Listener()
     s = planner.open(listener)
     assert s is not None
+    return planner, listener, s
+
+
+def test_an_end_of_stream_keeps_its_slot_until_the_ack_lands_in_a_later_step() -> None:
+    planner, listener, s = one_stream(flush=1)
     planner.push(s, frames(1))
     planner.finalize(s, np.zeros(0, np.float32), end=True)
     while (plan := planner.plan()) is not None:
@@ -305,10 +306,7 @@ def test_an_end_of_stream_keeps_its_slot_until_the_ack_lands_in_a_later_step() -
 
 
 def test_an_ack_splits_the_words_before_a_finalize_from_those_after() -> None:
-    planner = StepPlanner(info(slots=1, flush=0))
-    listener = Listener()
-    s = planner.open(listener)
-    assert s is not None
+    planner, listener, s = one_stream(flush=0)
     planner.push(s, frames(1))
     planner.finalize(s, np.zeros(0, np.float32), end=False)
     planner.push(s, frames(1))
