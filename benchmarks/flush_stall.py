@@ -14,11 +14,12 @@ For each source tree it reports:
 - word latency (every such word) and final latency (end of stream -> finished).
 
 Each tree runs in a process of its own with `PYTHONPATH=TREE/src`, one after the other,
-against the same clips and schedule. By default "before" is a `git worktree` of the commit
-before the non-blocking boundary (b444396, removed afterwards) and "after" is this tree:
+against the same clips and schedule (`--repeat 2`: before, after, before, after). By
+default "before" is a `git worktree` of the commit before the non-blocking boundary
+(b444396, removed afterwards) and "after" is this tree:
 
     python benchmarks/flush_stall.py                        # ~2 minutes on 2 cores
-    python benchmarks/flush_stall.py --seconds 60 --json-out flush_stall.json
+    python benchmarks/flush_stall.py --repeat 2 --json-out flush_stall.json
     python benchmarks/flush_stall.py --tree old=/path/to/checkout --tree new=.
 
 Prints a table and writes JSON (with the CPU model and load average beside the figures).
@@ -293,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slots", type=int, default=10)
     parser.add_argument("--stagger-s", type=float, default=0.7, help="start offset between lanes")
     parser.add_argument("--clips-per-stream", type=int, default=3, help="clips (with pauses) per stream")
+    parser.add_argument("--repeat", type=int, default=1, help="runs of each tree, alternating")
     parser.add_argument("--engine", choices=("whisper", "fake"), default="whisper")
     parser.add_argument("--model", default=None, help="whisper model (default: the packaged one)")
     parser.add_argument("--manifest", type=Path, default=DEFAULT_MANIFEST)
@@ -313,7 +315,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             trees.append((label, Path(path).resolve()))
         if not trees:
             trees = [("before", stack.enter_context(_worktree(args.before))), ("after", ROOT)]
-        rows = [_run_tree(label, tree, args) for label, tree in trees]
+        # alternate the trees, so a change in the machine's load shows as a difference between
+        # runs of the same tree rather than between the trees
+        rows = [_run_tree(label, tree, args) for _ in range(args.repeat) for label, tree in trees]
     report = {
         "cpu_model": _cpu_model(),
         "cpus": os.cpu_count(),
