@@ -151,6 +151,8 @@ class StepPlanner:
         self._engine_owner: list[int] = [0] * info.max_batch
         """Per slot: the stream whose reset was planned last (0: none), whose state the
         engine holds there; late results of the slot are that stream's."""
+        self._unacked = 0
+        """Planned flushes of every open stream still waiting for their acknowledgement."""
         self._ids = itertools.count(1)
         self.steps = 0
         self.frames_planned = 0
@@ -276,6 +278,7 @@ class StepPlanner:
                 marker = stream.markers.popleft()[1]
                 markers[row] = marker
                 stream.unacked.append(marker)
+                self._unacked += 1
                 flush[row] = True
             stream.planned += 1
             if not stream.blocks:
@@ -293,7 +296,7 @@ class StepPlanner:
 
     def awaiting_acks(self) -> bool:
         """Whether a planned flush still waits for the engine's acknowledgement."""
-        return any(stream.unacked for stream in self._streams.values())
+        return self._unacked > 0
 
     def complete(self, plan: Plan, output: StepOutput) -> None:
         """Route a finished step's events to the streams that owned the rows, and late results
@@ -331,7 +334,9 @@ class StepPlanner:
                 words = []
             if not stream.unacked:
                 log.error("engine acknowledged a flush stream %d never sent; ignored", stream.id)
-            elif stream.unacked.popleft() is Marker.END:
+                continue
+            self._unacked -= 1
+            if stream.unacked.popleft() is Marker.END:
                 self._release(stream)
                 stream.listener.on_finished()
                 return  # nothing can follow the end of the stream
@@ -364,6 +369,7 @@ class StepPlanner:
             raise StreamClosedError(f"stream {stream_id} is not open") from None
 
     def _release(self, stream: _Stream) -> None:
+        self._unacked -= len(stream.unacked)
         del self._streams[stream.id]
         self._ready.pop(stream.id, None)
         heapq.heappush(self._free, stream.slot)
