@@ -103,7 +103,10 @@ def _build_engine(name: str, model: str | None, slots: int) -> Any:
         return FakeEngine(slots=slots)
     from stt.engine.whisper import engine as whisper
 
-    return whisper.WhisperEngine(whisper.load_model(model), whisper.WhisperOptions(slots=slots))
+    loaded = whisper.load_model(model)
+    if hasattr(whisper, "build"):  # slots apart from the engine's options (one home per setting)
+        return whisper.WhisperEngine(loaded, slots=slots)
+    return whisper.WhisperEngine(loaded, whisper.WhisperOptions(slots=slots))
 
 
 @contextlib.asynccontextmanager

@@ -82,9 +82,9 @@ def container_env(spec: ModalSettings, environ: Mapping[str, str]) -> dict[str, 
     forwarded = {k: v for k, v in environ.items() if k in server_names and k not in NOT_FORWARDED}
     env = {**SERVER_DEFAULTS, **forwarded, "STT_MODEL": spec.model_dir, "STT_SLOTS": str(spec.slots)}
     settings = Settings.from_env(env)  # a bad STT_* value fails here, at deploy time
-    if settings.max_session_s == 0 or settings.max_session_s >= spec.timeout_s:
+    if settings.limits.max_session_s == 0 or settings.limits.max_session_s >= spec.timeout_s:
         raise ValueError(
-            f"STT_MAX_SESSION_S ({settings.max_session_s:g}) must be set below STT_MODAL_TIMEOUT_S "
+            f"STT_MAX_SESSION_S ({settings.limits.max_session_s:g}) must be set below STT_MODAL_TIMEOUT_S "
             f"({spec.timeout_s}): Modal cuts a request at its timeout, without the stream's Final"
         )
     # Never fetch weights from the hub at start-up: they come from the Volume or not at all.
@@ -102,7 +102,7 @@ def require_weights(model_dir: Path, spec: ModalSettings) -> None:
 
 def require_auth(settings: Settings, spec: ModalSettings) -> None:
     """A public URL is never served without keys."""
-    if not (settings.api_keys or settings.api_keys_file):
+    if not (settings.auth.api_keys or settings.auth.api_keys_file):
         raise RuntimeError(
             f"no API keys: the Modal Secret {spec.secret!r} must set STT_API_KEYS "
             f"(`modal secret create {spec.secret} STT_API_KEYS=$(stt keys new)`)"
@@ -158,8 +158,8 @@ class Server:
         from stt.logs import configure_logging
 
         settings = Settings.from_env()
-        configure_logging(settings.log_level, settings.log_format)
-        if settings.engine not in WEIGHTLESS_ENGINES:
+        configure_logging(settings.log.level, settings.log.format)
+        if settings.engine.name not in WEIGHTLESS_ENGINES:
             require_weights(Path(SPEC.model_dir), SPEC)
         self.engine = build_engine(settings)
         warm_up(self.engine)
@@ -173,7 +173,7 @@ class Server:
         from stt.server.app import create_app
 
         settings = Settings.from_env()
-        configure_logging(settings.log_level, settings.log_format)  # stderr as restored
+        configure_logging(settings.log.level, settings.log.format)  # stderr as restored
         require_auth(settings, SPEC)
         self.web_app = create_app(settings, engine=self.engine)
 

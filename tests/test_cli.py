@@ -96,3 +96,45 @@ def test_environment_variables_configure_the_cli(
     monkeypatch.setenv("STT_SLOTS", "-1")
     assert main(["engines"]) == 2
     assert "slots must be >= 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "flags", [["--kyutai-compile", "maybe"], ["--kyutai-cuda-graphs", "2"], ["--port", "x"]]
+)
+def test_a_bad_flag_value_is_an_error(flags: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Flags go through the settings' one parser: `--kyutai-compile maybe` is refused, never
+    read as false."""
+    with pytest.raises(SystemExit) as exited:
+        main(["engines", *flags])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {flags[0]}: must be " in err and repr(flags[1]) in err
+
+
+def test_a_bad_boolean_in_the_environment_is_an_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STT_KYUTAI_COMPILE", "maybe")
+    assert main(["engines"]) == 2
+    assert "STT_KYUTAI_COMPILE must be a boolean" in capsys.readouterr().err
+
+
+def test_flags_win_over_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STT_SLOTS", "-1")
+    monkeypatch.setenv("STT_ENGINE", "kyutai")
+    assert main(["engines", "--slots", "2", "--engine", "fake"]) == 0
+    fake_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fake "))
+    assert fake_line.endswith("(configured)")
+
+
+def test_help_lists_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
+    from stt.config import Settings, options
+
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for option in options(Settings):
+        assert option.flag in out and option.env in out

@@ -21,3 +21,9 @@ def test_recommended_chunk_is_480_ms() -> None:
 def test_end_of_stream_marker_is_three_bytes() -> None:
     assert c.END_OF_STREAM_BYTES == b"EOS"
     assert len(c.END_OF_STREAM_BYTES) % 2 == 1  # can never be mistaken for PCM16
+
+
+def test_whisper_rate_and_hub_ids() -> None:
+    assert c.WHISPER_SAMPLE_RATE == 16_000
+    assert c.HUB_ID.match("kyutai/stt-1b-en_fr") and c.HUB_ID.match("Systran/faster-whisper-base.en")
+    assert not any(c.HUB_ID.match(s) for s in ("stt-1b", "/models/x", "a/b/c", "-a/b"))

@@ -2,7 +2,9 @@
 
 from pathlib import Path
 
-from stt.config import ClientSettings, ModalSettings, Settings, options
+import pytest
+
+from stt.config import README_TABLES, ModalSettings, Settings, markdown_table, options
 from stt.messages import CloseCode, ErrorCode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,18 +20,28 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "make test" in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
-def test_readme_documents_every_setting() -> None:
-    readme = (ROOT / "README.md").read_text()
-    for option in options(Settings) + options(ClientSettings):
-        assert f"`{option.env}`" in readme, option.env
-        assert f"`--{option.name.replace('_', '-')}`" in readme, option.name
+@pytest.mark.parametrize("name", sorted(README_TABLES))
+def test_readme_tables_are_generated_from_the_settings(name: str) -> None:
+    cls, flags = README_TABLES[name]
+    table = markdown_table(cls, flags=flags)
+    assert table in (ROOT / "README.md").read_text(), (
+        f"README's {name} settings table is out of date; paste it from `python -m stt.config`:\n{table}"
+    )
 
 
-def test_readme_documents_every_modal_setting_and_points_to_the_guide() -> None:
+def test_the_tables_show_every_setting_with_its_names_and_default() -> None:
+    table = markdown_table(Settings)
+    for option in options(Settings):
+        assert f"| `{option.flag}` | `{option.env}` |" in table, option.name
+    assert "| `--max-backlog-s` | `STT_MAX_BACKLOG_S` | `10` |" in table
+    assert "| `--kyutai-compile` | `STT_KYUTAI_COMPILE` | `true` |" in table
+    assert "| `--slots` | `STT_SLOTS` | engine's own |" in table
+    assert "| `STT_MODAL_MAX_INPUTS` | slots |" in markdown_table(ModalSettings, flags=False)
+
+
+def test_readme_points_to_the_modal_guide() -> None:
     readme = (ROOT / "README.md").read_text()
     assert "(docs/deploy-modal.md)" in readme and (ROOT / "docs" / "deploy-modal.md").is_file()
-    for option in options(ModalSettings):
-        assert f"| `{option.env}` |" in readme, option.env
 
 
 def test_protocol_doc_lists_every_close_and_error_code() -> None:

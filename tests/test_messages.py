@@ -93,6 +93,21 @@ def test_every_error_code_has_a_documented_close_code() -> None:
     assert len({c.value for c in CloseCode}) == len(CloseCode)
 
 
+def test_ready_advertises_the_session_limits_it_is_given() -> None:
+    from stt.limits import SessionLimits
+
+    limits = SessionLimits(max_backlog_s=3.0, max_session_s=0.0)
+    ready = json.loads(Ready("abc", "fake", 0.48, limits=limits).to_json())
+    assert ready["limits"] == {
+        "max_message_bytes": limits.max_message_bytes,
+        "min_chunk_ms": limits.min_chunk_ms,
+        "max_chunk_ms": limits.max_chunk_ms,
+        "max_backlog_s": 3.0,
+        "idle_timeout_s": limits.idle_timeout_s,
+        "max_session_s": 0.0,
+    }
+
+
 def test_server_message_shapes() -> None:
     ready = json.loads(Ready("abc", "fake", 0.48, ("en", "fr")).to_json())
     assert ready == {

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from stt.config import ClientSettings, Option, Settings, options
+from stt.config import ClientSettings, Option, Settings, options, parse
 from stt.constants import SAMPLE_RATE
 
 log = logging.getLogger("stt")
@@ -24,25 +24,31 @@ log = logging.getLogger("stt")
 
 def _add_settings_flags(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
     for option in options(cls):
-        flag = "--" + option.name.replace("_", "-")
+        shown = option.unset if option.default is None else repr(option.default)
         parser.add_argument(
-            flag,
+            option.flag,
             dest=option.name,
-            type=_flag_type(option),
-            default=None,
+            type=_flag_parser(option),
+            default=argparse.SUPPRESS,  # only the flags given override the environment
             metavar=option.type.__name__.upper(),
-            help=f"{option.help} (env {option.env}, default {option.default!r})",
+            help=f"{option.help} (env {option.env}, default {shown})",
         )
 
 
-def _flag_type(option: Option) -> Any:
-    if option.type is bool:
-        return lambda raw: raw.lower() in ("1", "true", "yes", "on")
-    return option.type
+def _flag_parser(option: Option) -> Any:
+    """The settings' one parser, its error shown by argparse as `argument --flag: ...`."""
+
+    def parse_flag(raw: str) -> Any:
+        try:
+            return parse(option, raw)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse_flag
 
 
 def _settings_overrides(args: argparse.Namespace, cls: type[Any]) -> dict[str, Any]:
-    return {o.name: getattr(args, o.name) for o in options(cls) if getattr(args, o.name, None) is not None}
+    return {o.name: getattr(args, o.name) for o in options(cls) if hasattr(args, o.name)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -158,7 +164,7 @@ def _serve(args: argparse.Namespace) -> int:
     from stt.server.app import run_server
 
     settings = Settings.from_env(**_settings_overrides(args, Settings))
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log.level, settings.log.format)
     try:
         engine = build_engine(settings)  # fail fast, before binding the port
     except EngineUnavailableError as exc:
@@ -174,7 +180,7 @@ def _engines(args: argparse.Namespace) -> int:
     settings = Settings.from_env(**_settings_overrides(args, Settings))
     for spec, availability in probe_all(settings):
         mark = "yes" if availability.ok else "no "
-        default = " (configured)" if spec.name == settings.engine else ""
+        default = " (configured)" if spec.name == settings.engine.name else ""
         print(f"{spec.name:<8} {mark} {spec.summary}{default}\n         {availability.detail}")
     return 0
 

@@ -1,8 +1,13 @@
 """Settings: the only module that reads the environment.
 
-Each field is also a CLI flag and an environment variable (`STT_` + the field name in upper
-case), as in uvicorn; flags win over the environment, which wins over the defaults. The
-field metadata is the single source for `--help`, the README table and validation.
+`Settings` composes groups of settings, each a frozen dataclass declared beside the code that
+uses it (see `stt.setting`): the engine choice, the server, the per-stream limits
+(`stt.limits`), auth, logging and one options class per engine (in the engine's package).
+Every field is a CLI flag and an environment variable: `--name` and `STT_NAME`, its public
+name being the group's prefix plus the field name unless the field names itself; flags win
+over the environment, which wins over the defaults (as in uvicorn). The flags, `--help`, the
+README tables (`python -m stt.config` prints them), the one parser of their text and the
+validation all come from these declarations.
 """
 
 from __future__ import annotations
@@ -10,149 +15,120 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from stt.constants import HUB_ID
+from stt.engine.fake.options import FakeOptions
+from stt.engine.kyutai.options import KyutaiOptions
+from stt.engine.whisper.options import WhisperOptions
+from stt.limits import SessionLimits
+from stt.setting import Checked, SettingsError, setting
+
 ENV_PREFIX = "STT_"
 
+_T = typing.TypeVar("_T")
 
-def _opt(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+
+class _FromEnvironment:
+    @classmethod
+    def from_env(cls: type[_T], environ: Mapping[str, str] | None = None, **overrides: Any) -> _T:
+        """Defaults, then the environment's variables, then `overrides` (CLI flags), keyed by
+        public name (`slots=8`, `max_backlog_s=1.0`, `whisper_window_s=4.0`)."""
+        return _load(cls, os.environ if environ is None else environ, overrides)
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Server settings. Construct with `Settings.from_env()`; every value is validated."""
+class EngineSettings(Checked):
+    """Which engine serves, on what model, with how many streams batched per step."""
 
-    engine: str = _opt("whisper", "engine to serve (see `stt engines`)")
-    model: str | None = _opt(
-        None, "model to load: a local directory, a mounted volume path or a hub id; default: the engine's own"
+    name: str = setting("whisper", "engine to serve (see `stt engines`)", name="engine")
+    model: str | None = setting(
+        None, "model to load: a local directory, a mounted volume path or a hub id", unset="engine's own"
     )
-    device: str = _opt("auto", "torch device for model engines: auto, cpu, cuda, cuda:N")
-    dtype: str = _opt(
-        "auto", "model dtype: auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16, float32"
-    )
-    host: str = _opt("127.0.0.1", "interface to listen on")
-    port: int = _opt(8000, "TCP port to listen on")
-    slots: int | None = _opt(None, "concurrent streams (engine batch size); default: the engine's own")
-    batch_wait_ms: float = _opt(
+    slots: int | None = setting(None, "concurrent streams (engine batch size)", unset="engine's own")
+    batch_wait_ms: float = setting(
         0.0, "after an idle period, wait this long for more streams' frames before a step"
     )
-    idle_timeout_s: float = _opt(10.0, "close a stream that sends neither audio nor KeepAlive for this long")
-    max_message_bytes: int = _opt(1 << 20, "largest WebSocket message accepted")
-    max_upload_bytes: int = _opt(200 << 20, "largest file accepted by POST /v1/audio/transcriptions")
-    upload_wait_s: float = _opt(30.0, "how long an upload waits for a free slot before 503")
-    min_chunk_ms: float = _opt(
-        20.0, "smallest audio chunk accepted (only the last one before Finalize/end may be smaller)"
-    )
-    max_chunk_ms: float = _opt(2000.0, "largest audio chunk accepted")
-    max_backlog_s: float = _opt(
-        10.0, "close a stream whose audio waiting for the model exceeds this (client faster than real time)"
-    )
-    max_messages_per_s: float = _opt(200.0, "per-stream message rate limit, burst of 2 s (0: off)")
-    max_session_s: float = _opt(3600.0, "longest stream; ended with a Final after a warning (0: no limit)")
-    session_warning_s: float = _opt(60.0, "how long before max_session_s the Warning message is sent")
-    max_outbox_messages: int = _opt(
-        10_000, "close a stream whose client has not read this many server messages (slow consumer)"
-    )
-    send_timeout_s: float = _opt(30.0, "close a stream whose client accepts no data for this long")
-    api_keys: str | None = _opt(None, "comma-separated API keys; auth is off when no keys are configured")
-    api_keys_file: str | None = _opt(
-        None, "file of hashed API keys, one `[label] sha256:<hex>` per line (see `stt keys`)"
-    )
-    connect_rate_per_s: float = _opt(
-        10.0, "new streams per second allowed per API key (per client address without auth; 0: off)"
-    )
-    connect_burst: int = _opt(100, "burst of new streams allowed above connect_rate_per_s")
-    drain_grace_s: float = _opt(30.0, "on SIGTERM, how long open streams may run before being flushed")
-    fake_delay_frames: int = _opt(6, "fake engine: frames of delay between audio and words")
-    fake_step_ms: float = _opt(0.0, "fake engine: simulated cost of one step, in ms")
-    fake_pause_frames: int = _opt(
-        0, "fake engine: predict end of turn after this many silent frames (0: never)"
-    )
-    kyutai_pause_threshold: float = _opt(
-        0.5, "kyutai engine: report end of turn when the pause head's probability reaches this (0: off)"
-    )
-    kyutai_cuda_graphs: bool = _opt(True, "kyutai engine: replay each step as a CUDA graph (CUDA only)")
-    kyutai_compile: bool = _opt(True, "kyutai engine: torch.compile moshi's fused layers (CUDA only)")
-    cpu_threads: int = _opt(0, "whisper engine: CTranslate2 threads of the decoder (0: one per core)")
-    whisper_interval_s: float = _opt(
-        0.5, "whisper engine: re-decode the current utterance after this much new audio"
-    )
-    whisper_window_s: float = _opt(10.0, "whisper engine: longest audio decoded at once")
-    whisper_silence_s: float = _opt(
-        0.5, "whisper engine: silence that ends an utterance and sends its last words"
-    )
-    whisper_context_s: float = _opt(
-        20.0, "whisper engine: audio the encoder sees, the window padded with silence (Whisper's own: 30)"
-    )
-    log_level: str = _opt("info", "logging level: debug, info, warning, error")
-    log_format: str = _opt("text", "log line format: text (key=value) or json")
 
-    def __post_init__(self) -> None:
-        problems = [msg for ok, msg in self._checks() if not ok]
-        if problems:
-            raise ValueError("invalid settings: " + "; ".join(problems))
-
-    def _checks(self) -> Iterator[tuple[bool, str]]:
-        yield 0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}"
-        dtypes = ("auto", "bfloat16", "float16", "float32")
-        yield self.dtype in dtypes, f"dtype must be one of {dtypes}, got {self.dtype!r}"
-        yield (
-            self.device == "auto" or self.device.split(":")[0] in ("cpu", "cuda"),
-            (f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}"),
-        )
+    def checks(self) -> Iterator[tuple[bool, str]]:
         yield self.slots is None or self.slots >= 1, f"slots must be >= 1, got {self.slots}"
         yield self.batch_wait_ms >= 0, "batch_wait_ms must be >= 0"
-        yield self.idle_timeout_s > 0, "idle_timeout_s must be > 0"
-        yield self.max_message_bytes >= 1024, "max_message_bytes must be >= 1024"
-        yield self.max_upload_bytes >= 1024, "max_upload_bytes must be >= 1024"
-        yield self.upload_wait_s >= 0, "upload_wait_s must be >= 0"
-        yield 0 <= self.min_chunk_ms <= self.max_chunk_ms, "min_chunk_ms must be in 0..max_chunk_ms"
-        yield self.max_backlog_s > 0, "max_backlog_s must be > 0"
-        yield self.max_messages_per_s >= 0, "max_messages_per_s must be >= 0"
-        yield self.max_session_s >= 0 and self.session_warning_s >= 0, "session limits must be >= 0"
-        yield self.max_outbox_messages >= 1 and self.send_timeout_s > 0, "outbox limits must be positive"
-        yield self.connect_rate_per_s >= 0 and self.connect_burst >= 1, "connect rate limits must be positive"
-        yield self.drain_grace_s >= 0, "drain_grace_s must be >= 0"
-        yield self.log_format in ("text", "json"), f"log_format must be text or json, got {self.log_format!r}"
-        yield self.fake_delay_frames >= 0, "fake_delay_frames must be >= 0"
-        yield self.fake_step_ms >= 0, "fake_step_ms must be >= 0"
-        yield self.fake_pause_frames >= 0, "fake_pause_frames must be >= 0"
-        yield 0 <= self.kyutai_pause_threshold <= 1, "kyutai_pause_threshold must be in 0..1"
-        yield self.cpu_threads >= 0, "cpu_threads must be >= 0"
-        yield self.whisper_interval_s > 0, "whisper_interval_s must be > 0"
-        yield (
-            self.whisper_window_s >= 2 * self.whisper_interval_s,
-            "whisper_window_s must be at least twice whisper_interval_s",
-        )
-        yield self.whisper_silence_s > 0, "whisper_silence_s must be > 0"
-        yield (
-            self.whisper_window_s + 2 <= self.whisper_context_s <= 30,
-            "whisper_context_s must be in whisper_window_s + 2 .. 30",
-        )
-        levels = ("debug", "info", "warning", "error")
-        yield self.log_level in levels, f"log_level must be one of {levels}, got {self.log_level!r}"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Defaults, then `STT_*` variables, then explicit overrides (CLI flags)."""
-        return _load(cls, os.environ if environ is None else environ, overrides)
 
 
 @dataclass(frozen=True)
-class ClientSettings:
-    """Settings of the command-line client (`stt transcribe`)."""
+class ServerSettings(Checked):
+    """Where the server listens, what an upload may be, how it drains on SIGTERM."""
 
-    url: str = _opt("ws://127.0.0.1:8000/v1/stream", "server WebSocket URL")
-    api_key: str | None = _opt(None, "API key to send (as `Authorization: Bearer`)")
+    host: str = setting("127.0.0.1", "interface to listen on")
+    port: int = setting(8000, "TCP port to listen on")
+    max_upload_bytes: int = setting(200 << 20, "largest file accepted by `POST /v1/audio/transcriptions`")
+    upload_wait_s: float = setting(30.0, "how long an upload waits for a free slot before 503")
+    drain_grace_s: float = setting(30.0, "on SIGTERM, how long open streams may run before being flushed")
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ClientSettings:
-        return _load(cls, os.environ if environ is None else environ, overrides)
+    def checks(self) -> Iterator[tuple[bool, str]]:
+        yield 0 <= self.port <= 65535, f"port must be 0..65535, got {self.port}"
+        yield self.max_upload_bytes >= 1024, "max_upload_bytes must be >= 1024"
+        yield self.upload_wait_s >= 0, "upload_wait_s must be >= 0"
+        yield self.drain_grace_s >= 0, "drain_grace_s must be >= 0"
+
+
+@dataclass(frozen=True)
+class AuthSettings(Checked):
+    """Who may connect, and how fast new streams may come."""
+
+    api_keys: str | None = setting(None, "comma-separated API keys; auth is off when no keys are configured")
+    api_keys_file: str | None = setting(
+        None, "file of hashed API keys, one `[label] sha256:<hex>` per line (see `stt keys`)"
+    )
+    connect_rate_per_s: float = setting(
+        10.0, "new streams per second allowed per API key (per client address without auth; 0: off)"
+    )
+    connect_burst: int = setting(100, "burst of new streams allowed above `connect_rate_per_s`")
+
+    def checks(self) -> Iterator[tuple[bool, str]]:
+        yield self.connect_rate_per_s >= 0 and self.connect_burst >= 1, "connect rate limits must be positive"
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogSettings(Checked):
+    prefix: ClassVar[str] = "log_"
+
+    level: str = setting("info", "logging level: debug, info, warning, error")
+    format: str = setting("text", "log line format: text (key=value) or json, one line per event")
+
+    def checks(self) -> Iterator[tuple[bool, str]]:
+        yield self.level in LOG_LEVELS, f"log_level must be one of {LOG_LEVELS}, got {self.level!r}"
+        yield self.format in ("text", "json"), f"log_format must be text or json, got {self.format!r}"
+
+
+@dataclass(frozen=True)
+class Settings(Checked, _FromEnvironment):
+    """Server settings. Construct with `Settings.from_env()`; every group validates itself."""
+
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    fake: FakeOptions = field(default_factory=FakeOptions)
+    kyutai: KyutaiOptions = field(default_factory=KyutaiOptions)
+    whisper: WhisperOptions = field(default_factory=WhisperOptions)
+
+
+@dataclass(frozen=True)
+class ClientSettings(Checked, _FromEnvironment):
+    """Settings of the command-line clients (`stt transcribe`, `stt stress`)."""
+
+    url: str = setting("ws://127.0.0.1:8000/v1/stream", "server WebSocket URL")
+    api_key: str | None = setting(None, "API key to send (as `Authorization: Bearer`)")
 
 
 MODAL_GPUS = (
@@ -175,38 +151,38 @@ MODAL_GPUS = (
 batches every stream on one device, so more GPUs per container would sit idle."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 @dataclass(frozen=True)
-class ModalSettings:
+class ModalSettings(Checked, _FromEnvironment):
     """The Modal deployment (deploy/modal_app.py): what each GPU container is and how Modal
     scales them. Read from `STT_MODAL_*` variables when `modal deploy` imports the app, and
     validated then, so a bad value fails before anything is built or billed."""
 
     env_prefix: ClassVar[str] = "STT_MODAL_"
+    what: ClassVar[str] = "Modal settings"
 
-    app: str = _opt("stt-server", "Modal app name (the URL is derived from it)")
-    gpu: str = _opt("L40S", "GPU type of each container, one of MODAL_GPUS")
-    model: str = _opt(
-        "kyutai/stt-1b-en_fr", "hub checkpoint served; downloaded into the volume at /models/<model>"
+    app: str = setting("stt-server", "Modal app name (the URL is derived from it)")
+    gpu: str = setting(
+        "L40S", f"GPU of each container: {', '.join(f'`{g}`' for g in MODAL_GPUS)} (one per container)"
     )
-    volume: str = _opt("stt-models", "Modal Volume holding the weights (created if missing)")
-    secret: str = _opt("stt-api-keys", "Modal Secret that sets STT_API_KEYS (or STT_API_KEYS_FILE)")
-    slots: int = _opt(64, "engine slots (concurrent streams) per container")
-    max_inputs: int | None = _opt(None, "streams one container accepts at most; default: slots")
-    target_inputs: int = _opt(10, "streams per container the autoscaler aims at")
-    min_containers: int = _opt(0, "containers kept warm even when idle (billed while up)")
-    max_containers: int = _opt(4, "containers at most (caps the bill)")
-    scaledown_window_s: int = _opt(300, "idle seconds before a container is stopped (2..3600)")
-    timeout_s: int = _opt(3900, "longest request, i.e. stream, in seconds; above STT_MAX_SESSION_S")
-    python: str = _opt("3.11", "Python version of the image")
-    extras: str = _opt("kyutai", "comma-separated extras of this package installed in the image")
-
-    def __post_init__(self) -> None:
-        problems = [msg for ok, msg in self._checks() if not ok]
-        if problems:
-            raise ValueError("invalid Modal settings: " + "; ".join(problems))
+    model: str = setting("kyutai/stt-1b-en_fr", "checkpoint served, from `/models/<model>` in the Volume")
+    volume: str = setting("stt-models", "Volume holding the weights (created if missing)")
+    secret: str = setting("stt-api-keys", "Secret that sets `STT_API_KEYS` (or `STT_API_KEYS_FILE`)")
+    slots: int = setting(64, "engine slots (streams) per container; `STT_SLOTS` in the container")
+    max_inputs: int | None = setting(
+        None, "streams per container at most (`@modal.concurrent(max_inputs)`)", unset="slots"
+    )
+    target_inputs: int = setting(10, "streams per container the autoscaler aims at (`target_inputs`)")
+    min_containers: int = setting(0, "containers kept running when idle (billed; no cold starts)")
+    max_containers: int = setting(4, "containers at most (caps the bill and the total streams)")
+    scaledown_window_s: int = setting(300, "idle seconds before a container stops (2 to 3600)")
+    timeout_s: int = setting(
+        3900,
+        f"longest request, i.e. stream; must exceed `STT_MAX_SESSION_S` ({SessionLimits.max_session_s:g})",
+    )
+    python: str = setting("3.11", "Python of the image")
+    extras: str = setting("kyutai", "extras of this package installed in the image")
 
     @property
     def concurrent_max(self) -> int:
@@ -221,7 +197,7 @@ class ModalSettings:
         """Where the checkpoint lives inside containers (the volume is mounted at /models)."""
         return f"{MODAL_MODELS_DIR}/{self.model}"
 
-    def _checks(self) -> Iterator[tuple[bool, str]]:
+    def checks(self) -> Iterator[tuple[bool, str]]:
         yield (
             self.gpu in MODAL_GPUS,
             f"STT_MODAL_GPU must be one of {', '.join(MODAL_GPUS)} (one GPU per container), got {self.gpu!r}",
@@ -229,7 +205,7 @@ class ModalSettings:
         for name in ("app", "volume", "secret"):
             value = getattr(self, name)
             yield bool(_NAME.match(value)), f"STT_MODAL_{name.upper()} is not a valid Modal name: {value!r}"
-        yield bool(_HUB_ID.match(self.model)), f"STT_MODAL_MODEL must be owner/name, got {self.model!r}"
+        yield bool(HUB_ID.match(self.model)), f"STT_MODAL_MODEL must be owner/name, got {self.model!r}"
         yield self.slots >= 1, f"STT_MODAL_SLOTS must be >= 1, got {self.slots}"
         yield (
             1 <= self.concurrent_max <= self.slots,
@@ -256,14 +232,10 @@ class ModalSettings:
         yield python_ok, f"STT_MODAL_PYTHON must be 3.11 or later, got {self.python!r}"
         yield bool(self.extra_names), "STT_MODAL_EXTRAS must name at least one extra"
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> ModalSettings:
-        return _load(cls, os.environ if environ is None else environ, overrides)
-
     def to_env(self) -> dict[str, str]:
         """`STT_MODAL_*` variables that rebuild these settings (containers import the app too)."""
-        values = {option: getattr(self, option.name) for option in options(type(self))}
-        return {option.env: str(value) for option, value in values.items() if value is not None}
+        values = {option.env: _value(self, option.path) for option in options(type(self))}
+        return {env: str(value) for env, value in values.items() if value is not None}
 
 
 MODAL_MODELS_DIR = "/models"
@@ -272,28 +244,48 @@ MODAL_MODELS_DIR = "/models"
 
 @dataclass(frozen=True)
 class Option:
-    """A settings field as the CLI and docs see it."""
+    """A setting as the CLI, the environment and the docs see it."""
 
     name: str
+    """Public name: the flag is `--name` with dashes, the override key is `name`."""
     env: str
     type: type
     optional: bool
     default: Any
     help: str
+    unset: str
+    """What a None default means, in the docs."""
+    path: tuple[str, ...]
+    """Attributes from the settings object to the value (`("limits", "max_backlog_s")`)."""
 
-
-_T = typing.TypeVar("_T")
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
 
 
 def options(cls: type[Any]) -> list[Option]:
-    """The fields of a settings class with their env names and value types."""
+    """The settings of a settings class, its groups' included, in declaration order."""
+    found = list(_walk(cls, getattr(cls, "env_prefix", ENV_PREFIX), ()))
+    names = [o.name for o in found]
+    if len(set(names)) != len(names):
+        raise TypeError(f"{cls.__name__}: two settings share a public name")
+    return found
+
+
+def _walk(cls: type[Any], env_prefix: str, path: tuple[str, ...]) -> Iterator[Option]:
     hints = typing.get_type_hints(cls)
-    out = []
     for f in dataclasses.fields(cls):
+        if _is_group(hints[f.name]):
+            yield from _walk(hints[f.name], env_prefix, (*path, f.name))
+            continue
         kind, optional = _unwrap(hints[f.name])
-        prefix = getattr(cls, "env_prefix", ENV_PREFIX)
-        out.append(Option(f.name, prefix + f.name.upper(), kind, optional, f.default, f.metadata["help"]))
-    return out
+        name = f.metadata["name"] or getattr(cls, "prefix", "") + f.name
+        help, unset = f.metadata["help"], f.metadata["unset"]
+        yield Option(name, env_prefix + name.upper(), kind, optional, f.default, help, unset, (*path, f.name))
+
+
+def _is_group(hint: Any) -> bool:
+    return isinstance(hint, type) and dataclasses.is_dataclass(hint)
 
 
 def _unwrap(hint: Any) -> tuple[type, bool]:
@@ -304,29 +296,108 @@ def _unwrap(hint: Any) -> tuple[type, bool]:
     return hint, False
 
 
-def _parse(option: Option, raw: str) -> Any:
+def _value(obj: Any, path: tuple[str, ...]) -> Any:
+    for name in path:
+        obj = getattr(obj, name)
+    return obj
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def parse(option: Option, raw: str) -> Any:
+    """A setting's value from its text, for flags and environment alike; a ValueError says
+    what the text must be (the caller names the flag or the variable)."""
     if option.optional and raw.strip().lower() in ("", "none", "auto"):
         return None
     if option.type is bool:
         value = raw.strip().lower()
-        if value in ("1", "true", "yes", "on"):
+        if value in _TRUE:
             return True
-        if value in ("0", "false", "no", "off"):
+        if value in _FALSE:
             return False
-        raise ValueError(f"{option.env} must be a boolean, got {raw!r}")
+        raise ValueError(f"must be a boolean ({', '.join(_TRUE)} or {', '.join(_FALSE)}), got {raw!r}")
     try:
         return option.type(raw)
     except ValueError:
-        raise ValueError(f"{option.env} must be {option.type.__name__}, got {raw!r}") from None
+        raise ValueError(f"must be {option.type.__name__}, got {raw!r}") from None
 
 
 def _load(cls: type[_T], environ: Mapping[str, str], overrides: Mapping[str, Any]) -> _T:
-    values: dict[str, Any] = {}
-    for option in options(cls):
-        if option.env in environ:
-            values[option.name] = _parse(option, environ[option.env])
-    unknown = set(overrides) - {o.name for o in options(cls)}
+    by_name = {o.name: o for o in options(cls)}
+    unknown = set(overrides) - set(by_name)
     if unknown:
         raise TypeError(f"unknown settings: {sorted(unknown)}")
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return cls(**values)
+    values: dict[tuple[str, ...], Any] = {}
+    problems = []
+    for option in by_name.values():
+        if option.env in environ:
+            try:
+                values[option.path] = parse(option, environ[option.env])
+            except ValueError as exc:
+                problems.append(f"{option.env} {exc}")
+    for name, value in overrides.items():
+        option = by_name[name]
+        if value is None and not option.optional:
+            problems.append(f"{name} needs a value")
+        values[option.path] = value
+    if problems:
+        raise SettingsError(problems, getattr(cls, "what", "settings"))
+    return _make(cls, values, ())
+
+
+def _make(cls: type[_T], values: Mapping[tuple[str, ...], Any], path: tuple[str, ...]) -> _T:
+    """Build `cls` and its groups from `values`; every group's problems are reported at once."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    problems: list[str] = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = (*path, f.name)
+        if _is_group(hints[f.name]):
+            try:
+                kwargs[f.name] = _make(hints[f.name], values, key)
+            except SettingsError as exc:
+                problems.extend(exc.problems)
+        elif key in values:
+            kwargs[f.name] = values[key]
+    if problems:
+        raise SettingsError(problems, getattr(cls, "what", "settings"))
+    return cls(**kwargs)
+
+
+# -- the README's tables ---------------------------------------------------------------------
+
+
+def markdown_table(cls: type[Any], *, flags: bool = True) -> str:
+    """The table of `cls`'s settings as the README shows it (tests/test_docs.py checks it)."""
+    head = ["flag", "environment", "default", "meaning"] if flags else ["environment", "default", "meaning"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for o in options(cls):
+        cells = [f"`{o.flag}`"] * flags + [f"`{o.env}`", _shown_default(o), o.help]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _shown_default(option: Option) -> str:
+    value = option.default
+    if value is None:
+        return option.unset
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float):
+        return f"`{value:g}`"
+    return f"`{value}`"
+
+
+README_TABLES = {
+    "server": (Settings, True),
+    "client": (ClientSettings, True),
+    "modal": (ModalSettings, False),
+}
+"""The README's generated tables: name -> (settings class, whether it has flags)."""
+
+
+if __name__ == "__main__":  # python -m stt.config: the tables to paste into the README
+    for name, (cls, with_flags) in README_TABLES.items():
+        sys.stdout.write(f"<!-- {name} settings -->\n{markdown_table(cls, flags=with_flags)}\n")

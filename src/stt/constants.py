@@ -6,10 +6,14 @@ Kyutai's Mimi codec runs at 12.5 Hz on 24 kHz mono audio, so one model step cons
 enough to keep per-message overhead low, small enough to keep latency low.
 """
 
+import re
 from typing import Final
 
 SAMPLE_RATE: Final = 24_000
 """Samples per second of every stream on the wire and inside engines."""
+
+WHISPER_SAMPLE_RATE: Final = 16_000
+"""What Whisper and the Silero VAD take: the whisper engine resamples each stream to this."""
 
 CHANNELS: Final = 1
 """Mono. Clients mix down before sending."""
@@ -35,3 +39,6 @@ END_OF_STREAM_BYTES: Final = b"EOS"
 
 PROTOCOL_VERSION: Final = 1
 """Version of the WebSocket protocol in docs/protocol.md; bumped on any incompatible change."""
+
+HUB_ID: Final = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+"""A Hugging Face hub model id (owner/name), as `--model` and `STT_MODAL_MODEL` accept it."""

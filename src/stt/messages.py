@@ -14,6 +14,7 @@ from typing import Any, TypeAlias
 
 from stt.constants import FRAME_SAMPLES, PROTOCOL_VERSION, SAMPLE_RATE
 from stt.engine.interface import WordEvent
+from stt.limits import SessionLimits
 
 
 class CloseCode(enum.IntEnum):
@@ -160,26 +161,15 @@ def _dump(obj: dict[str, Any]) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What a client may send, advertised in Ready so clients can adapt instead of guessing."""
-
-    max_message_bytes: int
-    min_chunk_ms: float
-    max_chunk_ms: float
-    max_backlog_s: float
-    idle_timeout_s: float
-    max_session_s: float
-
-    def to_dict(self) -> dict[str, float]:
-        return {
-            "max_message_bytes": self.max_message_bytes,
-            "min_chunk_ms": self.min_chunk_ms,
-            "max_chunk_ms": self.max_chunk_ms,
-            "max_backlog_s": self.max_backlog_s,
-            "idle_timeout_s": self.idle_timeout_s,
-            "max_session_s": self.max_session_s,
-        }
+ADVERTISED_LIMITS = (
+    "max_message_bytes",
+    "min_chunk_ms",
+    "max_chunk_ms",
+    "max_backlog_s",
+    "idle_timeout_s",
+    "max_session_s",
+)
+"""The limits Ready advertises (docs/protocol.md), so clients adapt instead of guessing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +179,7 @@ class Ready:
     delay_s: float
     languages: tuple[str, ...] = ()
     pauses: bool = False
-    limits: Limits | None = None
+    limits: SessionLimits | None = None
 
     def to_json(self) -> str:
         return _dump(
@@ -203,7 +193,9 @@ class Ready:
                 "delay_s": _t(self.delay_s),
                 "languages": list(self.languages),
                 "pauses": self.pauses,
-                "limits": self.limits.to_dict() if self.limits else {},
+                "limits": {name: getattr(self.limits, name) for name in ADVERTISED_LIMITS}
+                if self.limits
+                else {},
             }
         )
 

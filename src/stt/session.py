@@ -29,6 +29,7 @@ from typing import Protocol, TypeAlias
 from stt.audio import FrameAssembler, pcm16_to_float32
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SECONDS, SAMPLE_RATE
 from stt.engine.interface import EngineEvent, EngineInfo, StreamOptions, WordEvent
+from stt.limits import SessionLimits
 from stt.logs import fields
 from stt.messages import (
     ClientMessage,
@@ -41,7 +42,6 @@ from stt.messages import (
     FinalStatus,
     Flushed,
     KeepAlive,
-    Limits,
     Pause,
     ProtocolError,
     Ready,
@@ -115,36 +115,6 @@ class Connection(Protocol):
     async def send_text(self, text: str) -> None: ...
 
     async def close(self, code: int, reason: str = "") -> None: ...
-
-
-# -- limits ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    """Per-stream limits (see Settings for their meaning). Defaults here are permissive;
-    the server passes the configured ones."""
-
-    idle_timeout_s: float = 10.0
-    max_message_bytes: int = 1 << 20
-    min_chunk_ms: float = 0.0
-    max_chunk_ms: float = 60_000.0
-    max_backlog_s: float = 3600.0
-    max_messages_per_s: float = 0.0
-    max_session_s: float = 0.0
-    session_warning_s: float = 60.0
-    max_outbox_messages: int = 100_000
-    send_timeout_s: float = 30.0
-
-    def advertised(self) -> Limits:
-        return Limits(
-            self.max_message_bytes,
-            self.min_chunk_ms,
-            self.max_chunk_ms,
-            self.max_backlog_s,
-            self.idle_timeout_s,
-            self.max_session_s,
-        )
 
 
 _RECEIVING = frozenset({State.CONFIGURING, State.STREAMING, State.ENDING})
@@ -247,11 +217,7 @@ class Session:
         """
         self._handle = handle
         info = self._info
-        self._send(
-            Ready(
-                self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits.advertised()
-            )
-        )
+        self._send(Ready(self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits))
         self._arm_session_timer()
         tasks: list[asyncio.Task[None]] = []
         try:

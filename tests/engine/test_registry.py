@@ -1,6 +1,7 @@
 import pytest
 
 from stt.engine.fake.engine import FakeEngine
+from stt.engine.fake.options import DEFAULT_SLOTS
 from stt.engine.registry import EngineUnavailableError, build_engine, probe_all
 from tests.conftest import make_settings
 
@@ -9,6 +10,7 @@ def test_builds_the_fake_with_settings() -> None:
     engine = build_engine(make_settings(engine="fake", slots=3, fake_delay_frames=2))
     assert isinstance(engine, FakeEngine)
     assert (engine.info.max_batch, engine.info.delay_frames) == (3, 2)
+    assert build_engine(make_settings(engine="fake")).info.max_batch == DEFAULT_SLOTS  # the engine's own
 
 
 def test_unknown_engine_names_the_choices() -> None:

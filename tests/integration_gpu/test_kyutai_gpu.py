@@ -27,6 +27,7 @@ def test_the_tiny_checkpoint_streams_on_the_gpu_in_bfloat16(tiny_checkpoint: Pat
 
 def test_full_size_slots_are_independent_on_the_gpu() -> None:
     from stt.engine.kyutai.engine import KyutaiEngine
+    from stt.engine.kyutai.options import KyutaiOptions
     from stt.engine.kyutai.testing import random_model
 
     model = random_model(device="cuda", dtype="bfloat16")
@@ -34,11 +35,11 @@ def test_full_size_slots_are_independent_on_the_gpu() -> None:
     rng = np.random.default_rng(0)
     audio = rng.normal(0, 0.1, (slots, frames, 1920)).astype(np.float32)
 
-    engine = KyutaiEngine(model, slots=slots, compile=False)
+    engine = KyutaiEngine(model, slots=slots, options=KyutaiOptions(compile=False))
     alone = Driver(engine).alone(5, audio[5])[0]
     engine.close()
 
-    engine = KyutaiEngine(model, slots=slots, compile=False)
+    engine = KyutaiEngine(model, slots=slots, options=KyutaiOptions(compile=False))
     driver = Driver(engine)
     driver.alone(5, audio[9][:10])  # leaves state behind in slot 5 before the real stream
     for i in range(frames):

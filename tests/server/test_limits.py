@@ -188,7 +188,8 @@ def test_a_client_that_stops_reading_is_dropped() -> None:
     async def main() -> tuple[Session, int]:
         scheduler = Scheduler(FakeEngine(slots=1, delay_frames=0))
         await scheduler.start(warmup=False)
-        session = Session(scheduler.info, SessionLimits(max_outbox_messages=5, send_timeout_s=60))
+        limits = SessionLimits(max_outbox_messages=5, send_timeout_s=60, max_chunk_ms=6000)  # one 5.6 s chunk
+        session = Session(scheduler.info, limits)
         words = " ".join(f"w{i}" for i in range(20))
         audio = Binary(float32_to_pcm16(encode_text(words)))
         async with scheduler.stream(session) as handle:

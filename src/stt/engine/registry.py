@@ -33,14 +33,9 @@ class EngineSpec:
 
 
 def _build_fake(settings: Settings) -> Engine:
-    from stt.engine.fake.engine import FakeEngine
+    from stt.engine.fake.engine import build
 
-    return FakeEngine(
-        slots=settings.slots or 64,
-        delay_frames=settings.fake_delay_frames,
-        step_cost_s=settings.fake_step_ms / 1000,
-        pause_frames=settings.fake_pause_frames,
-    )
+    return build(settings.fake, slots=settings.engine.slots)
 
 
 def _probe_fake(settings: Settings) -> Availability:
@@ -52,15 +47,7 @@ def _build_kyutai(settings: Settings) -> Engine:
     from stt.engine.kyutai.engine import build
 
     try:
-        return build(
-            settings.model,
-            device=settings.device,
-            dtype=settings.dtype,
-            slots=settings.slots,
-            pause_threshold=settings.kyutai_pause_threshold,
-            cuda_graphs=settings.kyutai_cuda_graphs,
-            compile=settings.kyutai_compile,
-        )
+        return build(settings.engine.model, settings.kyutai, slots=settings.engine.slots)
     except CheckpointError as exc:
         raise EngineUnavailableError(f"engine 'kyutai' cannot load: {exc}") from exc
 
@@ -68,35 +55,28 @@ def _build_kyutai(settings: Settings) -> Engine:
 def _probe_kyutai(settings: Settings) -> Availability:
     from stt.engine.kyutai.checkpoint import probe
 
-    return Availability(*probe(settings.model))
+    return Availability(*probe(settings.engine.model))
 
 
 def _build_whisper(settings: Settings) -> Engine:
-    from stt.engine.whisper.engine import WhisperEngine, WhisperOptions, load_model
+    from stt.engine.whisper.engine import build
     from stt.engine.whisper.weights import WeightsError
 
-    options = WhisperOptions(
-        slots=settings.slots or WhisperOptions.slots,
-        interval_s=settings.whisper_interval_s,
-        window_s=settings.whisper_window_s,
-        silence_s=settings.whisper_silence_s,
-        context_s=settings.whisper_context_s,
-    )
+    model = settings.engine.model
     try:
-        model = load_model(settings.model, settings.cpu_threads)
+        return build(model, settings.whisper, slots=settings.engine.slots)
     except WeightsError as exc:
         raise EngineUnavailableError(f"engine 'whisper' cannot load here: {exc}") from exc
     except Exception as exc:  # a hub download without network, a broken directory...
         raise EngineUnavailableError(
-            f"engine 'whisper' could not load model {settings.model!r}: {type(exc).__name__}: {exc}"
+            f"engine 'whisper' could not load model {model!r}: {type(exc).__name__}: {exc}"
         ) from exc
-    return WhisperEngine(model, options)
 
 
 def _probe_whisper(settings: Settings) -> Availability:
     from stt.engine.whisper.engine import probe
 
-    ok, detail = probe(settings.model)
+    ok, detail = probe(settings.engine.model)
     return Availability(ok, detail)
 
 
@@ -122,7 +102,7 @@ def get_spec(name: str) -> EngineSpec:
 
 def build_engine(settings: Settings) -> Engine:
     """Build the configured engine or raise EngineUnavailableError saying why not."""
-    spec = get_spec(settings.engine)
+    spec = get_spec(settings.engine.name)
     availability = spec.probe(settings)
     if not availability.ok:
         raise EngineUnavailableError(f"engine {spec.name!r} cannot load here: {availability.detail}")

@@ -34,7 +34,7 @@ from stt.ratelimit import KeyedRateLimiter
 from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler
 from stt.server.auth import Authenticator, extract_token
 from stt.server.lifecycle import Lifecycle
-from stt.session import Binary, Disconnect, Incoming, Session, SessionLimits, Text, refuse_json
+from stt.session import Binary, Disconnect, Incoming, Session, Text, refuse_json
 
 log = logging.getLogger(__name__)
 
@@ -121,33 +121,17 @@ class _AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def session_limits(settings: Settings) -> SessionLimits:
-    return SessionLimits(
-        idle_timeout_s=settings.idle_timeout_s,
-        max_message_bytes=settings.max_message_bytes,
-        min_chunk_ms=settings.min_chunk_ms,
-        max_chunk_ms=settings.max_chunk_ms,
-        max_backlog_s=settings.max_backlog_s,
-        max_messages_per_s=settings.max_messages_per_s,
-        max_session_s=settings.max_session_s,
-        session_warning_s=settings.session_warning_s,
-        max_outbox_messages=settings.max_outbox_messages,
-        send_timeout_s=settings.send_timeout_s,
-    )
-
-
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     """The application. Without `engine`, the configured one is built at startup."""
-    limits = session_limits(settings)
     metrics = Metrics()
-    authenticator = Authenticator.from_settings(settings.api_keys, settings.api_keys_file)
-    connects = KeyedRateLimiter(settings.connect_rate_per_s, settings.connect_burst)
+    authenticator = Authenticator.from_settings(settings.auth.api_keys, settings.auth.api_keys_file)
+    connects = KeyedRateLimiter(settings.auth.connect_rate_per_s, settings.auth.connect_burst)
     lifecycle = Lifecycle()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         built = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
-        scheduler = Scheduler(built, batch_wait_s=settings.batch_wait_ms / 1000)
+        scheduler = Scheduler(built, batch_wait_s=settings.engine.batch_wait_ms / 1000)
         scheduler.add_step_observer(lambda s, rows: metrics.observe_step(s, rows, scheduler.total_slots))
         await scheduler.start()
         app.state.scheduler = scheduler
@@ -161,7 +145,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         if authenticator.enabled:
             log.info("authentication on", extra=fields(keys=len(authenticator)))
         else:
-            loopback = settings.host in ("127.0.0.1", "localhost", "::1")
+            loopback = settings.server.host in ("127.0.0.1", "localhost", "::1")
             level = logging.INFO if loopback else logging.WARNING
             log.log(level, "authentication off: no API keys configured (STT_API_KEYS or STT_API_KEYS_FILE)")
         log.info(
@@ -229,7 +213,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         key = getattr(websocket.state, "api_key", None) or f"addr:{client}"
         if not connects.allow(key):
             metrics.rejections.labels(ErrorCode.RATE_LIMITED.value).inc()
-            message = f"more than {settings.connect_rate_per_s:g} new streams per second; slow down"
+            message = f"more than {settings.auth.connect_rate_per_s:g} new streams per second; slow down"
             response = _error(429, ErrorCode.RATE_LIMITED.value, message, {"Retry-After": "1"})
             await _deny(websocket.scope, websocket.receive, websocket.send, response)
             return
@@ -238,7 +222,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                 websocket, ErrorCode.DRAINING, "the server is shutting down; connect to another replica"
             )
             return
-        session = Session(scheduler.info, limits, metrics, client=client)
+        session = Session(scheduler.info, settings.limits, metrics, client=client)
         try:
             async with scheduler.stream(session) as handle:
                 # The slot is taken before the upgrade (a refusal is sent instead of Ready) and
@@ -270,16 +254,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         languages = scheduler.info.languages
         if language is not None and languages and language.lower() not in languages:
             return _error(400, "bad_request", f"unsupported language {language!r}; supported: {languages}")
-        data = await file.read(settings.max_upload_bytes + 1)
-        if len(data) > settings.max_upload_bytes:
-            return _error(413, "too_large", f"file exceeds {settings.max_upload_bytes} bytes")
+        data = await file.read(settings.server.max_upload_bytes + 1)
+        if len(data) > settings.server.max_upload_bytes:
+            return _error(413, "too_large", f"file exceeds {settings.server.max_upload_bytes} bytes")
         try:
             samples = await asyncio.to_thread(read_audio, io.BytesIO(data))
         except ValueError as exc:
             return _error(400, "bad_audio", str(exc))
         options = StreamOptions(language=language.lower() if language else None)
         try:
-            words = await scheduler.transcribe(samples, options, slot_wait_s=settings.upload_wait_s)
+            words = await scheduler.transcribe(samples, options, slot_wait_s=settings.server.upload_wait_s)
         except NoCapacityError as exc:
             metrics.rejections.labels(ErrorCode.OVER_CAPACITY.value).inc()
             return _error(503, ErrorCode.OVER_CAPACITY.value, str(exc))
@@ -362,15 +346,15 @@ def run_server(settings: Settings, engine: Engine) -> None:
     quiet_gc()
     config = uvicorn.Config(
         app,
-        host=settings.host,
-        port=settings.port,
+        host=settings.server.host,
+        port=settings.server.port,
         log_config=None,  # stt.logs configured the root logger
         # Above our own limit so that oversize messages reach the session and get an Error.
-        ws_max_size=max(16 << 20, 4 * settings.max_message_bytes),
+        ws_max_size=max(16 << 20, 4 * settings.limits.max_message_bytes),
         timeout_graceful_shutdown=10,
         # PCM audio barely compresses and words are tiny; permessage-deflate (offered by browsers
         # and the websockets client) cost 17% more CPU and 45 KiB more memory per stream at 500
         # streams (benchmarks/server_load.py --deflate).
         ws_per_message_deflate=False,
     )
-    DrainingServer(config, app.state.lifecycle, settings.drain_grace_s).run()
+    DrainingServer(config, app.state.lifecycle, settings.server.drain_grace_s).run()

@@ -33,7 +33,8 @@ from stt.engine.interface import (
 )
 from stt.engine.registry import EngineUnavailableError, build_engine
 from stt.engine.whisper.decode_queue import Job
-from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, WhisperOptions, probe
+from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, probe
+from stt.engine.whisper.options import WhisperOptions
 from stt.engine.whisper.weights import PACKAGED
 from stt.planner import StepPlanner
 from stt.tools.client import StreamResult, stream_audio
@@ -244,7 +245,7 @@ def test_a_failed_decode_loses_only_that_streams_words(
 def test_speech_longer_than_the_window_streams_without_repeats(engine: WhisperEngine) -> None:
     """Two sentences as one utterance through a 4 s window, each decode awaited (a fast
     CPU): words come out while speech goes on, and the cut loses or repeats nothing."""
-    short = WhisperEngine(engine._model, WhisperOptions(slots=1, interval_s=1.0, window_s=4.0))
+    short = WhisperEngine(engine._model, WhisperOptions(interval_s=1.0, window_s=4.0), slots=1)
     try:
         parts = [clip("en-02"), np.zeros(2400, dtype=np.float32), clip("en-06")]
         audio = np.concatenate(parts)
@@ -312,10 +313,10 @@ def test_a_pause_follows_the_last_word_of_a_turn(engine: WhisperEngine) -> None:
 class GatedWhisper(WhisperEngine):
     """Whisper whose decodes wait until the test opens `gate`: a decoder as slow as needed."""
 
-    def __init__(self, model: Any, options: WhisperOptions) -> None:
+    def __init__(self, model: Any, options: WhisperOptions, *, slots: int) -> None:
         self.gate = threading.Event()
         self.decoding = threading.Event()
-        super().__init__(model, options)
+        super().__init__(model, options, slots=slots)
 
     def decode(self, request: DecodeRequest) -> Hypothesis:
         self.decoding.set()
@@ -327,7 +328,7 @@ def test_a_flush_never_stalls_the_other_streams_steps(engine: WhisperEngine) -> 
     """Stream a ends while its decodes cannot finish: the flush row's step returns at once,
     stream b keeps stepping, and a's words and end arrive later, in a step that b's frames
     or the engine's wake-up start, with a's slot held until then."""
-    gated = GatedWhisper(engine._model, WhisperOptions(slots=2))
+    gated = GatedWhisper(engine._model, WhisperOptions(), slots=2)
     try:
         planner = StepPlanner(gated.info)
         ends, goes_on = Listener(), Listener()

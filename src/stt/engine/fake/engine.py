@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from stt.constants import FRAME_SECONDS
 from stt.engine.base import BaseEngine
+from stt.engine.fake.options import DEFAULT_SLOTS, FakeOptions
 from stt.engine.fake.tones import ALPHABET, SILENCE, decode_frames
 from stt.engine.interface import (
     FLUSHED,
@@ -53,11 +54,11 @@ class FakeEngine(BaseEngine):
     def __init__(
         self,
         *,
-        slots: int = 64,
-        delay_frames: int = 6,
-        step_cost_s: float = 0.0,
+        slots: int = DEFAULT_SLOTS,
+        delay_frames: int = FakeOptions.delay_frames,
+        step_cost_s: float = FakeOptions.step_ms / 1000,
         row_cost_s: float = 0.0,
-        pause_frames: int = 0,
+        pause_frames: int = FakeOptions.pause_frames,
         prefix_frames: int = 0,
     ) -> None:
         self._info = EngineInfo(
@@ -138,3 +139,13 @@ class FakeEngine(BaseEngine):
             pause = PauseEvent((state.frame + 1) * FRAME_SECONDS, 1.0)
             state.pending.append((state.frame + 1 + delay, pause))
             state.silent_since_word = None
+
+
+def build(options: FakeOptions, *, slots: int | None) -> FakeEngine:
+    """The registry's builder. Tests make `FakeEngine` directly, with costs per row too."""
+    return FakeEngine(
+        slots=slots or DEFAULT_SLOTS,
+        delay_frames=options.delay_frames,
+        step_cost_s=options.step_ms / 1000,
+        pause_frames=options.pause_frames,
+    )

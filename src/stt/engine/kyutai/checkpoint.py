@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from stt.constants import HUB_ID
 
 log = logging.getLogger("stt.engine.kyutai.engine")
 
@@ -32,8 +33,6 @@ REFERENCE_DELAY_S = 5.0
 REFERENCE_SILENCE_PREFIX_S = 1.0
 """What Kyutai's reference script (delayed-streams-modeling, stt_from_file_pytorch.py) assumes
 when `stt_config` lacks a value: generous, so a flush never cuts the last word."""
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class CheckpointError(RuntimeError):
@@ -97,7 +96,7 @@ def file_names(config: dict[str, Any]) -> dict[str, str]:
 
 
 def is_hub_id(model: str) -> bool:
-    return bool(_HUB_ID.match(model)) and not Path(model).exists()
+    return bool(HUB_ID.match(model)) and not Path(model).exists()
 
 
 def locate(model: str | None) -> CheckpointFiles:

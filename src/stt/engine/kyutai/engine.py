@@ -31,6 +31,7 @@ from stt.constants import FRAME_SAMPLES, FRAME_SECONDS
 from stt.engine.base import BaseEngine
 from stt.engine.interface import FLUSHED, EngineInfo, SlotEvent, StepInput, StepOutput
 from stt.engine.kyutai.checkpoint import CheckpointFiles, SttTiming
+from stt.engine.kyutai.options import KyutaiOptions
 from stt.engine.kyutai.words import PADDING, SlotDecoder
 
 if TYPE_CHECKING:
@@ -132,9 +133,7 @@ class KyutaiEngine(BaseEngine):
         model: KyutaiModel,
         *,
         slots: int,
-        pause_threshold: float = 0.5,
-        cuda_graphs: bool = True,
-        compile: bool = True,
+        options: KyutaiOptions | None = None,
     ) -> None:
         import torch
         from moshi.models.lm import LMGen
@@ -148,7 +147,8 @@ class KyutaiEngine(BaseEngine):
         self._delay_frames = round(delay)
         self._prefix_frames = math.ceil(round(timing.silence_prefix_s / FRAME_SECONDS, 6))
         self._pause_heads = len(model.lm.extra_heads)
-        self._pause_threshold = pause_threshold if self._pause_heads else 0.0
+        options = options or KyutaiOptions()
+        self._pause_threshold = options.pause_threshold if self._pause_heads else 0.0
         self._info = EngineInfo(
             name="kyutai",
             max_batch=slots,
@@ -160,8 +160,8 @@ class KyutaiEngine(BaseEngine):
             pause_events=self._pause_threshold > 0,
         )
         on_cuda = self._device.type == "cuda"
-        self._cuda_graphs = cuda_graphs and on_cuda
-        self._compile = compile and on_cuda
+        self._cuda_graphs = options.cuda_graphs and on_cuda
+        self._compile = options.compile and on_cuda
         self._gen = LMGen(model.lm, use_sampling=False, temp=0.0, temp_text=0.0, support_out_of_sync=True)
         self._mimi = model.mimi
         self._streaming = contextlib.ExitStack()
@@ -270,13 +270,10 @@ class KyutaiEngine(BaseEngine):
             torch.cuda.empty_cache()
 
 
-def build(
-    settings_model: str | None, *, device: str, dtype: str, slots: int | None, **kwargs: Any
-) -> KyutaiEngine:
+def build(model: str | None, options: KyutaiOptions, *, slots: int | None) -> KyutaiEngine:
     """Locate, load and wrap a checkpoint (the registry's builder)."""
     from stt.engine.kyutai.checkpoint import locate
 
-    files = locate(settings_model)
-    model = load_model(files, device, dtype)
-    default_slots = 64 if model.device.type == "cuda" else 4
-    return KyutaiEngine(model, slots=slots or default_slots, **kwargs)
+    loaded = load_model(locate(model), options.device, options.dtype)
+    default_slots = 64 if loaded.device.type == "cuda" else 4
+    return KyutaiEngine(loaded, slots=slots or default_slots, options=options)

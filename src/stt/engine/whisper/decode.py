@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from stt.constants import WHISPER_SAMPLE_RATE
 from stt.engine.interface import WordEvent
 
-SAMPLE_RATE = 16_000
-FRAMES_PER_SECOND = 100
-"""Mel frames per second of audio (hop of 160 samples at 16 kHz)."""
-NATIVE_CONTEXT_S = 30.0
+FRAMES_PER_SECOND = WHISPER_SAMPLE_RATE // 160
+"""Mel frames per second of audio (a hop of 160 samples)."""
 _MAX_TOKENS = 224
 """Text tokens per decode at most: half of Whisper's text context, as `transcribe()` allows."""
 _NO_SPEECH = 0.6
@@ -71,11 +70,10 @@ class Decoded:
 class Decoder:
     """Greedy decodes of up to `context_s` of 16 kHz audio with one faster-whisper model."""
 
-    def __init__(self, model: Any, languages: Sequence[str], context_s: float = 20.0) -> None:
+    def __init__(self, model: Any, languages: Sequence[str], context_s: float) -> None:
+        """`context_s` as `WhisperOptions` validated it."""
         from faster_whisper.tokenizer import Tokenizer
 
-        if not 1.0 <= context_s <= NATIVE_CONTEXT_S:
-            raise ValueError(f"context_s must be in 1..{NATIVE_CONTEXT_S:g}, got {context_s}")
         self._model = model
         self._languages = tuple(languages)
         self._multilingual = bool(model.model.is_multilingual)

@@ -36,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stt.constants import FRAME_SECONDS, SAMPLE_RATE
+from stt.constants import WHISPER_SAMPLE_RATE as VAD_RATE
 from stt.engine.base import BaseEngine
 from stt.engine.interface import (
     FLUSHED,
@@ -49,9 +50,10 @@ from stt.engine.interface import (
     WordEvent,
 )
 from stt.engine.whisper.agreement import LocalAgreement
-from stt.engine.whisper.decode import NATIVE_CONTEXT_S, Decoder, stream_words
+from stt.engine.whisper.decode import Decoder, stream_words
 from stt.engine.whisper.decode_queue import DecodeQueue, Job
-from stt.engine.whisper.vad import VAD_RATE, StreamingVad, load_vad_session
+from stt.engine.whisper.options import DEFAULT_SLOTS, WhisperOptions
+from stt.engine.whisper.vad import StreamingVad, load_vad_session
 from stt.engine.whisper.weights import DEFAULT_MODEL, PACKAGED, read_packaged
 
 log = logging.getLogger(__name__)
@@ -64,32 +66,6 @@ _QUIET = 0.35
 """Probability below which a window counts as silence (hysteresis, as in faster-whisper)."""
 _PREROLL_S = 0.3
 """Audio kept in front of detected speech: Silero triggers a little after a word begins."""
-
-
-@dataclass(frozen=True)
-class WhisperOptions:
-    """How the engine streams; defaults suit a few streams on a small CPU."""
-
-    slots: int = 10
-    """Default streams: what `stt stress --concurrency 10` needs; on 2 cores words come later
-    beyond about 4 (see the README's capacity figures), but every utterance is finished."""
-    interval_s: float = 0.5
-    """Re-decode the current utterance after this much new audio (when the decoder is
-    busy, a stream's waiting request is replaced by the newer one instead)."""
-    window_s: float = 10.0
-    """Longest utterance decoded at once; longer speech is cut at its last agreed word."""
-    silence_s: float = 0.5
-    """Silence that ends an utterance (its remaining words are then sent)."""
-    context_s: float = 20.0
-    """Audio the encoder sees (the window padded with silence); Whisper's own is 30 s."""
-
-    def __post_init__(self) -> None:
-        if self.slots < 1 or self.interval_s <= 0 or self.silence_s <= 0:
-            raise ValueError("slots, interval_s and silence_s must be positive")
-        if self.window_s < 2 * self.interval_s:
-            raise ValueError("window_s must be at least twice interval_s")
-        if not self.window_s + 2 <= self.context_s <= NATIVE_CONTEXT_S:
-            raise ValueError(f"context_s must be in window_s + 2 ..{NATIVE_CONTEXT_S:g}")
 
 
 @dataclass(frozen=True)
@@ -154,14 +130,16 @@ class _Slot:
 class WhisperEngine(BaseEngine):
     """Streaming Whisper over `slots` streams; see the module docstring for the design."""
 
-    def __init__(self, model: Any, options: WhisperOptions | None = None) -> None:
+    def __init__(
+        self, model: Any, options: WhisperOptions | None = None, *, slots: int = DEFAULT_SLOTS
+    ) -> None:
         self._model = model
         self._opts = options or WhisperOptions()
         multilingual = bool(model.model.is_multilingual)
         self._languages = ENGINE_LANGUAGES if multilingual else ("en",)
         self._info = EngineInfo(
             name="whisper",
-            max_batch=self._opts.slots,
+            max_batch=slots,
             # two agreeing decodes and the time they take: a typical word's delay
             delay_frames=round((2 * self._opts.interval_s + 0.5) / FRAME_SECONDS),
             flush_frames=1,  # a silent frame after the tail covers the resampler's delay
@@ -172,7 +150,7 @@ class WhisperEngine(BaseEngine):
         self._vad_session = load_vad_session()
         self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(self.decode, name="whisper-decode")
         self._generation = 0
-        self._slots = [self._new_slot(None) for _ in range(self._opts.slots)]
+        self._slots = [self._new_slot(None) for _ in range(slots)]
         # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
         # them as leaks otherwise), also when a caller never closes the engine
         weakref.finalize(self, self._slots.clear)
@@ -365,6 +343,11 @@ def _tail(audio: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.floa
 def model_source(model: str | None) -> str:
     """What `--model` names: a packaged model name, else a local directory or a hub id."""
     return model or DEFAULT_MODEL
+
+
+def build(model: str | None, options: WhisperOptions, *, slots: int | None) -> WhisperEngine:
+    """Load `model` and stream with `options` (the registry's builder)."""
+    return WhisperEngine(load_model(model, options.cpu_threads), options, slots=slots or DEFAULT_SLOTS)
 
 
 def load_model(model: str | None, cpu_threads: int = 0) -> Any:

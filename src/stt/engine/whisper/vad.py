@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-VAD_RATE = 16_000
 WINDOW = 512
 """Samples per Silero window at 16 kHz (32 ms)."""
 _CONTEXT = 64

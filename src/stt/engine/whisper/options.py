@@ -1,0 +1,59 @@
+"""The Whisper engine's options (flags `--whisper-*`, `--cpu-threads`), validated here once.
+
+Kept apart from the engine so that reading settings never imports faster-whisper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+from stt.setting import Checked, setting
+
+NATIVE_CONTEXT_S = 30.0
+"""Audio Whisper's encoder was trained on; `context_s` may be shorter, never longer."""
+
+DEFAULT_SLOTS = 10
+"""Streams when `--slots` is not given: what `stt stress --concurrency 10` needs; on 2 cores
+words come later beyond about 4 (see the README's capacity figures), but every utterance is
+finished."""
+
+
+@dataclass(frozen=True)
+class WhisperOptions(Checked):
+    """How the engine streams; the defaults suit a few streams on a small CPU."""
+
+    prefix: ClassVar[str] = "whisper_"
+
+    cpu_threads: int = setting(
+        0, "whisper engine: CTranslate2 threads of the decoder (0: one per core)", name="cpu_threads"
+    )
+    interval_s: float = setting(
+        0.5,
+        "whisper engine: re-decode the current utterance after this much new audio (a busy decoder "
+        "replaces a stream's waiting request by the newer one)",
+    )
+    window_s: float = setting(
+        10.0,
+        "whisper engine: longest utterance decoded at once; longer speech is cut at its last agreed word",
+    )
+    silence_s: float = setting(0.5, "whisper engine: silence that ends an utterance and sends its last words")
+    context_s: float = setting(
+        20.0,
+        f"whisper engine: audio the encoder sees, the window padded with silence "
+        f"(Whisper's own: {NATIVE_CONTEXT_S:g})",
+    )
+
+    def checks(self) -> Iterator[tuple[bool, str]]:
+        yield self.cpu_threads >= 0, "cpu_threads must be >= 0"
+        yield self.interval_s > 0, "whisper_interval_s must be > 0"
+        yield (
+            self.window_s >= 2 * self.interval_s,
+            "whisper_window_s must be at least twice whisper_interval_s",
+        )
+        yield self.silence_s > 0, "whisper_silence_s must be > 0"
+        yield (
+            self.window_s + 2 <= self.context_s <= NATIVE_CONTEXT_S,
+            f"whisper_context_s must be in whisper_window_s + 2 .. {NATIVE_CONTEXT_S:g}",
+        )
