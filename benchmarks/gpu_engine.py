@@ -43,8 +43,10 @@ def percentile(values: list[float], p: float) -> float:
 def measure(model: Any, batch: int, steps: int, args: argparse.Namespace) -> dict[str, Any]:
     """Step times (ms) of a `batch`-slot engine with every slot streaming."""
     from stt.engine.kyutai.engine import KyutaiEngine
+    from stt.engine.kyutai.options import KyutaiOptions
 
-    engine = KyutaiEngine(model, slots=batch, cuda_graphs=args.cuda_graphs, compile=args.compile)
+    options = KyutaiOptions(cuda_graphs=args.cuda_graphs, compile=args.compile)
+    engine = KyutaiEngine(model, slots=batch, options=options)
     try:
         t0 = time.perf_counter()
         engine.warmup()
