@@ -400,4 +400,4 @@ README_TABLES = {
 
 if __name__ == "__main__":  # python -m stt.config: the tables to paste into the README
     for name, (cls, with_flags) in README_TABLES.items():
-        sys.stdout.write(f"<!-- {name} settings -->\n{markdown_table(cls, flags=with_flags)}\n")
+        sys.stdout.write(f"{name} settings:\n\n{markdown_table(cls, flags=with_flags)}\n")

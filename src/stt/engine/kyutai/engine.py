@@ -74,7 +74,9 @@ def resolve_dtype(dtype: str, device: str) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
 
 
-def load_model(files: CheckpointFiles, device: str = "auto", dtype: str = "auto") -> KyutaiModel:
+def load_model(
+    files: CheckpointFiles, device: str = KyutaiOptions.device, dtype: str = KyutaiOptions.dtype
+) -> KyutaiModel:
     """Build Mimi, the LM and the tokenizer from checkpoint files with moshi's own loaders."""
     import sentencepiece
     import torch

@@ -350,7 +350,7 @@ def build(model: str | None, options: WhisperOptions, *, slots: int | None) -> W
     return WhisperEngine(load_model(model, options.cpu_threads), options, slots=slots or DEFAULT_SLOTS)
 
 
-def load_model(model: str | None, cpu_threads: int = 0) -> Any:
+def load_model(model: str | None, cpu_threads: int = WhisperOptions.cpu_threads) -> Any:
     """A faster-whisper model on CPU, int8; packaged weights are loaded from memory."""
     from faster_whisper import WhisperModel
 
