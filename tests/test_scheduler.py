@@ -409,3 +409,16 @@ def test_a_flush_the_engine_never_acknowledges_fails_that_stream_instead_of_hang
         await scheduler.stop()
 
     asyncio.run(main())
+
+
+def test_offline_transcribe_waits_for_acknowledgements_that_land_later() -> None:
+    async def main() -> list[str]:
+        engine = LateAckEngine(land_at_once=True, slots=2, delay_frames=2)
+        scheduler = Scheduler(engine)
+        await scheduler.start(warmup=False)
+        words = await scheduler.transcribe(encode_text("late words"))
+        await scheduler.stop()
+        assert any(not r.slots for r in engine.records), "the last words came in a collecting step"
+        return [w.text for w in words]
+
+    assert asyncio.run(main()) == ["late", "words"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,8 +17,9 @@ from stt.audio import float32_to_pcm16, pcm16_to_float32, write_wav
 from stt.constants import CHUNK_BYTES, END_OF_STREAM_BYTES, FRAME_SAMPLES, PROTOCOL_VERSION, SAMPLE_RATE
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
+from stt.engine.interface import Engine
 from tests.conftest import app_client
-from tests.fakes import FailingEngine
+from tests.fakes import FailingEngine, LateAckEngine
 
 KEEP = json.dumps({"type": "KeepAlive"})
 FINALIZE = json.dumps({"type": "Finalize"})
@@ -138,8 +140,17 @@ def test_transcribe_alias_path(client: TestClient) -> None:
     assert code == 1000 and messages[-1]["transcript"] == "alias"
 
 
-def test_finalize_flushes_pending_words_and_keeps_the_stream_open(client: TestClient) -> None:
-    with client.websocket_connect("/v1/stream") as ws:
+@pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param(lambda: FakeEngine(slots=4, delay_frames=3), id="acked-in-the-flush-step"),
+        pytest.param(lambda: LateAckEngine(land_at_once=True, slots=4, delay_frames=3), id="acked-later"),
+    ],
+)
+def test_finalize_flushes_pending_words_and_keeps_the_stream_open(engine: Callable[[], Engine]) -> None:
+    """The wire is the same whether the engine acknowledges a flush in the flush row's step
+    (Kyutai) or in a later one (Whisper, when the final decode lands)."""
+    with app_client(engine()) as client, client.websocket_connect("/v1/stream") as ws:
         ws.receive_json()
         ws.send_bytes(pcm("first", gap_frames=0))  # no trailing silence: the word is unfinished
         ws.send_text(FINALIZE)
