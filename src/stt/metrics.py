@@ -7,10 +7,12 @@ streams, backlog) are computed at scrape time from callbacks, so they can never 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -95,6 +97,10 @@ class Metrics:
         self.backlog_total.set_function(backlog_s)
         self.accepting.set_function(accepting)
 
+    def bind_engine_counters(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        """Export the engine's own monotonic counts (read at scrape time)."""
+        self.registry.register(_EngineCounters(counters))
+
     def observe_step(self, seconds: float, rows: int, slots: int) -> None:
         self.step_seconds.observe(seconds)
         self.step_rows.observe(rows)
@@ -103,3 +109,23 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+_ENGINE_SERIES = {"context_refreshes": "Kyutai: slot LM contexts restarted (long streams, at pauses)"}
+"""Counters engines may keep themselves (`CountingEngine`), by name: help text."""
+
+
+class _EngineCounters(Collector):
+    """Counters the engine keeps itself; 0 for engines that do not keep them."""
+
+    def __init__(self, counters: Callable[[], Mapping[str, int]]) -> None:
+        self._counters = counters
+
+    def collect(self) -> Iterator[Metric]:
+        values = self._counters()
+        for name, doc in _ENGINE_SERIES.items():
+            yield CounterMetricFamily(f"stt_{name}", doc, value=values.get(name, 0))
+
+    def describe(self) -> Iterator[Metric]:
+        for name, doc in _ENGINE_SERIES.items():
+            yield CounterMetricFamily(f"stt_{name}", doc)

@@ -41,3 +41,15 @@ def tiny_prefixed_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from stt.engine.kyutai.testing import write_checkpoint
 
     return write_checkpoint(tmp_path_factory.mktemp("tiny-stt-prefix"), silence_prefix_s=0.16, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_short_context_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like tiny_checkpoint with a 40-frame attention window, so context refreshes come
+    every few seconds of audio."""
+    if not KYUTAI_LIBS:
+        pytest.skip(SKIP_REASON)
+    from stt.engine.kyutai.testing import tiny_lm_config, write_checkpoint
+
+    config = tiny_lm_config() | {"context": 40}
+    return write_checkpoint(tmp_path_factory.mktemp("tiny-stt-short-context"), lm_config=config)

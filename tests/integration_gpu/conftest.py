@@ -6,7 +6,10 @@ import importlib.util
 
 import pytest
 
-from tests.engine.conftest import tiny_checkpoint  # noqa: F401  (the same tiny model, on the GPU)
+from tests.engine.conftest import (  # noqa: F401  (the same tiny models, on the GPU)
+    tiny_checkpoint,
+    tiny_short_context_checkpoint,
+)
 
 
 def cuda_missing() -> str | None:

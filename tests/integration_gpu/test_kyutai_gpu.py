@@ -54,7 +54,35 @@ def test_the_benchmark_measures_full_size_steps(tmp_path: Path) -> None:
     main = pytest.importorskip("benchmarks.gpu_engine", reason="benchmarks/ is not shipped here").main
 
     out = tmp_path / "gpu.json"
-    assert main(["--batch-sizes", "1,32", "--steps", "10", "--no-compile", "--json-out", str(out)]) == 0
-    result = json.loads(out.read_text())
-    assert [r["batch"] for r in result["rows"]][:1] == [1]
-    assert all(r["step_p50_ms"] > 0 for r in result["rows"] if "error" not in r)
+    args = ["--models", "1b", "--batch-sizes", "1,32", "--steps", "30", "--churn", "20", "--no-compile"]
+    assert main([*args, "--json-out", str(out)]) == 0
+    rows = json.loads(out.read_text())["models"][0]["rows"]
+    assert [r["batch"] for r in rows][:1] == [1]
+    for row in rows:
+        if "error" not in row:
+            assert row["steady"]["step_p50_ms"] > 0 and row["churn"]["admissions"] > 0
+
+
+def test_a_step_uses_pinned_buffers_one_readback_and_tf32(tiny_checkpoint: Path) -> None:
+    import torch
+
+    engine = build(tiny_checkpoint, slots=4, device="cuda")
+    assert torch.get_float32_matmul_precision() == "high", "Mimi's float32 matmuls without TF32"
+    io = engine._io
+    assert io._host_audio.is_pinned() and io._host_mask.is_pinned() and io._host_out.is_pinned()
+    before = (engine.steps, io.downloads)
+    Driver(engine).alone(1, clip(0)[:10])
+    assert engine.steps - before[0] == io.downloads - before[1] == 10
+
+
+def test_context_refreshes_keep_slots_independent_on_the_gpu(tiny_short_context_checkpoint: Path) -> None:
+    """Refreshes reset one row of moshi's CUDA-graphed state between steps."""
+    a, b = clip(10, 120), clip(11, 120)
+    alone = Driver(build(tiny_short_context_checkpoint, slots=2, device="cuda")).alone(1, b)[0]
+    engine = build(tiny_short_context_checkpoint, slots=2, device="cuda")
+    engine.warmup()
+    driver = Driver(engine)
+    for i in range(len(a)):
+        driver.step([(0, a[i], i == 0, False), (1, b[i], i == 0, False)])
+    assert {slot for slot, _, _ in engine.refresh_log} == {0, 1}
+    assert driver.tokens[1] == alone

@@ -156,6 +156,7 @@ def test_status_and_metrics_during_a_stream() -> None:
         "stt_backlog_seconds_total",
         'stt_stream_closes_total{reason="complete"} 1.0',
         "stt_accepting 1.0",
+        "stt_context_refreshes_total 0.0",
     ):
         assert series in text, series
 

@@ -197,3 +197,13 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release resources (GPU memory, threads). Called once, at shutdown."""
         ...
+
+
+@runtime_checkable
+class CountingEngine(Protocol):
+    """An engine that also keeps monotonic counts for the server's metrics (optional)."""
+
+    def counters(self) -> Mapping[str, int]:
+        """Counts so far by name (`context_refreshes`: the Kyutai engine's LM restarts).
+        Read from the server's thread while steps run: plain ints, never reset."""
+        ...

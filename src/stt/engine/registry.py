@@ -55,7 +55,7 @@ def _build_kyutai(settings: Settings) -> Engine:
 def _probe_kyutai(settings: Settings) -> Availability:
     from stt.engine.kyutai.checkpoint import probe
 
-    return Availability(*probe(settings.engine.model))
+    return Availability(*probe(settings.engine.model, settings.kyutai.pause_threshold))
 
 
 def _build_whisper(settings: Settings) -> Engine:

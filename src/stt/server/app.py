@@ -25,7 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 from stt.audio import read_audio
 from stt.config import Settings
 from stt.constants import PROTOCOL_VERSION, SAMPLE_RATE
-from stt.engine.interface import Engine, StreamOptions
+from stt.engine.interface import CountingEngine, Engine, StreamOptions
 from stt.engine.registry import build_engine
 from stt.logs import fields
 from stt.messages import ErrorCode
@@ -133,6 +133,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         built = engine if engine is not None else await asyncio.to_thread(build_engine, settings)
         scheduler = Scheduler(built, batch_wait_s=settings.engine.batch_wait_ms / 1000)
         scheduler.add_step_observer(lambda s, rows: metrics.observe_step(s, rows, scheduler.total_slots))
+        metrics.bind_engine_counters(built.counters if isinstance(built, CountingEngine) else dict)
         await scheduler.start()
         app.state.scheduler = scheduler
         metrics.bind_state(

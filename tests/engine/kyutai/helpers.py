@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from stt.audio import float32_to_pcm16, pcm16_to_float32
 from stt.constants import FRAME_SAMPLES
 from stt.engine.interface import EngineEvent, StepInput
 from tests.conftest import make_settings
+from tests.fakes import Listener
 
 Frames = npt.NDArray[np.float32]
 
@@ -65,3 +67,72 @@ class Driver:
         for i, frame in enumerate(frames):
             self.step([(slot, frame, i == 0, flush_last and i == len(frames) - 1)])
         return self.tokens[slot], self.events[slot]
+
+
+def reference_loop(
+    checkpoint: Path, frames: Frames, lead_in: int = 0, reset_after: Sequence[int] = ()
+) -> tuple[list[int], list[float]]:
+    """Kyutai's own loop (stt_from_file_pytorch.py): Mimi encode, then `LMGen` at batch 1,
+    frame by frame, after `lead_in` frames of silence; `LMGen` alone is reset after each step
+    number in `reset_after` (counted from 1). Returns every step's text token and the
+    end-of-turn probability (extra head 2, class 0) where the LM has that head."""
+    import torch
+    from moshi.models.lm import LMGen
+
+    from stt.engine.kyutai.checkpoint import locate
+    from stt.engine.kyutai.engine import load_model
+
+    model = load_model(locate(str(checkpoint)), "cpu")
+    gen = LMGen(model.lm, use_sampling=False, temp=0.0, temp_text=0.0, support_out_of_sync=True)
+    silence = np.zeros((lead_in, FRAME_SAMPLES), dtype=np.float32)
+    tokens, pauses = [], []
+    with model.mimi.streaming(1), gen.streaming(1), torch.no_grad():
+        for step, frame in enumerate(np.concatenate([silence, frames]), start=1):
+            if step - 1 in reset_after:
+                gen.reset_streaming()
+            codes = model.mimi.encode(torch.from_numpy(frame)[None, None, :])
+            out = gen.step_with_extra_heads(codes)
+            assert out is not None
+            text, heads = out
+            tokens.append(int(text[0, 0, 0]))
+            if len(heads) > 2:
+                pauses.append(float(heads[2][0, 0, 0]))
+    return tokens, pauses
+
+
+class PlannedStreams:
+    """Streams fed one frame per step through the real planner (lead-in, flush padding,
+    acknowledgements), tokens recorded per stream."""
+
+    def __init__(self, engine: Any) -> None:
+        from stt.planner import StepPlanner
+
+        self.engine = engine
+        self.planner = StepPlanner(engine.info)
+        self.tokens: dict[int, list[int]] = {}
+        self.listeners: dict[int, Listener] = {}
+
+    def open(self) -> int:
+        listener = Listener()
+        stream = self.planner.open(listener)
+        assert stream is not None
+        self.tokens[stream], self.listeners[stream] = [], listener
+        return stream
+
+    def step(self) -> None:
+        plan = self.planner.plan()
+        assert plan is not None
+        out = self.engine.step(plan.input)
+        for stream, slot in zip(plan.owners, plan.input.slots.tolist(), strict=True):
+            self.tokens[stream].append(int(self.engine.last_tokens[slot]))
+        self.planner.complete(plan, out)
+
+    def run(self, frames: Frames, *, end: bool = False) -> list[int]:
+        """One whole stream, alone (ended with a flush when `end`)."""
+        stream = self.open()
+        self.planner.push(stream, frames)
+        if end:
+            self.planner.finalize(stream, np.zeros(0, dtype=np.float32), end=True)
+        while self.planner.has_work():
+            self.step()
+        return self.tokens[stream]

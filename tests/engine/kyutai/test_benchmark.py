@@ -12,13 +12,31 @@ from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
 pytestmark = pytest.mark.skipif(not KYUTAI_LIBS, reason=SKIP_REASON)
 
 
-def test_smoke_run_prints_a_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    main = pytest.importorskip("benchmarks.gpu_engine", reason="benchmarks/ is not shipped here").main
+def bench() -> object:
+    return pytest.importorskip("benchmarks.gpu_engine", reason="benchmarks/ is not shipped here")
 
+
+def test_smoke_run_prints_a_table_with_and_without_churn_and_writes_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = bench().main  # type: ignore[attr-defined]
     out = tmp_path / "smoke.json"
-    assert main(["--smoke", "--batch-sizes", "1,3", "--steps", "3", "--json-out", str(out)]) == 0
+    args = ["--smoke", "--batch-sizes", "1,3", "--steps", "30", "--churn", "40", "--json-out", str(out)]
+    assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "p50 ms" in printed and "real-time streams on one cpu" in printed
+    assert "churn p99" in printed and "1b:" in printed and "2.6b:" in printed
     result = json.loads(out.read_text())
-    assert result["smoke"] is True and [r["batch"] for r in result["rows"]] == [1, 3]
-    assert all(r["step_p99_ms"] >= r["step_p50_ms"] > 0 for r in result["rows"])
+    assert result["smoke"] is True and [m["model"] for m in result["models"]] == ["1b", "2.6b"]
+    for model in result["models"]:
+        assert [r["batch"] for r in model["rows"]] == [1, 3]
+        for row in model["rows"]:
+            assert row["steady"]["admissions"] == 0 and row["churn"]["admissions"] > 0
+            assert all(row[k]["step_p99_ms"] >= row[k]["step_p50_ms"] > 0 for k in ("steady", "churn"))
+
+
+def test_churn_admits_streams_at_the_asked_rate() -> None:
+    schedule = bench().churn_schedule(64, 125, 1.0)  # type: ignore[attr-defined]
+    assert sum(len(s) for s in schedule) == 10  # 10 s of steps, one stream a second
+    slots = [slot for s in schedule for slot in s]
+    assert slots == list(range(10)), "slots take turns"
+    assert len(bench().churn_schedule(128, 125, 1.0)[-1]) <= 1  # type: ignore[attr-defined]

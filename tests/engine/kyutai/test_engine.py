@@ -9,18 +9,15 @@ the delay, flush and silence prefix, and the pause head.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from stt.constants import FRAME_SAMPLES, FRAME_SECONDS
+from stt.constants import FRAME_SECONDS
 from stt.engine.interface import Engine, PauseEvent, WordEvent
-from stt.engine.kyutai.words import PADDING
-from stt.planner import StepPlanner
+from stt.engine.kyutai.words import KYUTAI_IDS
 from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
-from tests.engine.kyutai.helpers import Driver, Frames, build, clip
-from tests.fakes import Listener
+from tests.engine.kyutai.helpers import Driver, PlannedStreams, build, clip, reference_loop
 
 pytestmark = pytest.mark.skipif(not KYUTAI_LIBS, reason=SKIP_REASON)
 SLOTS = 4
@@ -42,7 +39,8 @@ def test_loads_the_published_layout_through_the_registry(tiny_checkpoint: Path) 
     engine = build(tiny_checkpoint, slots=3)
     assert isinstance(engine, Engine)
     info = engine.info
-    assert (info.name, info.max_batch, info.delay_frames, info.flush_frames) == ("kyutai", 3, 6, 7)
+    # 0.48 s delay: text from frame 6; flush pads ceil((0.48 + 0.5) * 12.5) = 13 frames.
+    assert (info.name, info.max_batch, info.delay_frames, info.flush_frames) == ("kyutai", 3, 6, 13)
     assert info.pause_events is True
 
 
@@ -62,7 +60,9 @@ def test_reference_tokens_depend_on_the_audio(reference: dict[int, list[int]]) -
     """Guards the other tests: equal tokens would prove nothing if every clip gave the same."""
     assert all(len(set(tokens)) >= 3 for tokens in reference.values())
     assert len({tuple(t) for t in reference.values()}) == len(reference)
-    assert any(PADDING >= t >= 0 for t in reference[0]) and any(t > PADDING for t in reference[0])
+    ids = KYUTAI_IDS
+    assert any(t in (ids.boundary, ids.padding) for t in reference[0])
+    assert any(ids.is_piece(t) for t in reference[0])
 
 
 def test_a_stream_gets_the_same_tokens_beside_others_and_across_idle_steps(
@@ -114,8 +114,9 @@ def test_words_wait_for_the_delay_and_flush_emits_every_piece(tiny_checkpoint: P
     duration = len(frames) * 0.08
     assert all(0 <= w.start_s <= w.end_s <= duration for w in words)
     assert [w.start_s for w in words] == sorted(w.start_s for w in words)
-    pieces = [t for i, t in enumerate(driver.tokens[0]) if i + 1 >= delay and t > PADDING]
-    text = engine._model.detokenize(pieces)
+    first = engine._decoders[0].first_position
+    pieces = [t for i, t in enumerate(driver.tokens[0]) if i + 1 >= first and engine._model.ids.is_piece(t)]
+    text = engine._model.tokenizer.decode(pieces)
     assert "".join(w.text for w in words) == text.replace(" ", ""), "a piece was lost or repeated"
 
 
@@ -128,60 +129,6 @@ def test_flush_keeps_the_stream_going(tiny_checkpoint: Path, reference: dict[int
     assert driver.tokens[0] == reference[0]
 
 
-class PlannedStreams:
-    """Streams fed one frame per step through the real planner, tokens recorded per stream."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.planner = StepPlanner(engine.info)
-        self.tokens: dict[int, list[int]] = {}
-        self.listeners: dict[int, Listener] = {}
-
-    def open(self) -> int:
-        listener = Listener()
-        stream = self.planner.open(listener)
-        assert stream is not None
-        self.tokens[stream], self.listeners[stream] = [], listener
-        return stream
-
-    def step(self) -> None:
-        plan = self.planner.plan()
-        assert plan is not None
-        out = self.engine.step(plan.input)
-        for stream, slot in zip(plan.owners, plan.input.slots.tolist(), strict=True):
-            self.tokens[stream].append(int(self.engine.last_tokens[slot]))
-        self.planner.complete(plan, out)
-
-    def run(self, frames: Frames) -> list[int]:
-        """One whole stream, alone."""
-        stream = self.open()
-        self.planner.push(stream, frames)
-        while self.planner.has_work():
-            self.step()
-        return self.tokens[stream]
-
-
-def reference_loop(checkpoint: Path, frames: Frames) -> list[int]:
-    """Kyutai's own script (stt_from_file_pytorch.py): plain batch-1 streaming, Mimi encode
-    then LMGen step, frame by frame."""
-    import torch
-    from moshi.models.lm import LMGen
-
-    from stt.engine.kyutai.checkpoint import locate
-    from stt.engine.kyutai.engine import load_model
-
-    model = load_model(locate(str(checkpoint)), "cpu")
-    gen = LMGen(model.lm, use_sampling=False, temp=0.0, temp_text=0.0)
-    expected = []
-    with model.mimi.streaming(1), gen.streaming(1), torch.no_grad():
-        for frame in frames:
-            codes = model.mimi.encode(torch.from_numpy(frame)[None, None, :])
-            tokens = gen.step(codes)
-            assert tokens is not None
-            expected.append(int(tokens[0, 0, 0]))
-    return expected
-
-
 def test_the_silence_prefix_is_frames_of_the_new_stream_alone(tiny_prefixed_checkpoint: Path) -> None:
     """A connection adds rows of its own stream, never model steps for the others: the
     streams already running advance one frame per step while a new one runs its lead-in."""
@@ -189,10 +136,7 @@ def test_the_silence_prefix_is_frames_of_the_new_stream_alone(tiny_prefixed_chec
     prefix = engine.info.prefix_frames
     assert prefix == 2
     a, b = clip(0), clip(1)
-    lead_in = np.zeros((prefix, FRAME_SAMPLES), dtype=np.float32)
-    assert PlannedStreams(engine).run(a) == reference_loop(
-        tiny_prefixed_checkpoint, np.concatenate([lead_in, a])
-    )
+    assert PlannedStreams(engine).run(a) == reference_loop(tiny_prefixed_checkpoint, a, lead_in=prefix)[0]
     alone = {0: PlannedStreams(build(tiny_prefixed_checkpoint, slots=2)).run(a)}
     alone[1] = PlannedStreams(build(tiny_prefixed_checkpoint, slots=2)).run(b[:20])
 
@@ -217,27 +161,78 @@ def test_the_silence_prefix_is_frames_of_the_new_stream_alone(tiny_prefixed_chec
     assert streams.tokens[second] == alone[1]
 
 
+def test_the_first_frame_is_heard(tiny_checkpoint: Path) -> None:
+    """LMGen replaces a new row's whole first input with its initial tokens, so a stream
+    without lead-in never has its first frame reach the LM. With the one-frame lead-in the
+    LM's second step gets the codes of the stream's first audio frame, and every later step
+    the codes of that step's frame: what Kyutai's loop gets after one frame of silence."""
+    import torch
+
+    from stt.engine.kyutai.checkpoint import locate
+    from stt.engine.kyutai.engine import KyutaiEngine, load_model
+
+    model = load_model(locate(str(tiny_checkpoint)), "cpu")
+    lm_audio: list[torch.Tensor] = []
+    codec_out: list[torch.Tensor] = []
+    forward_text, encode = model.lm.forward_text, model.mimi.encode
+
+    def spy_forward_text(sequence: torch.Tensor, *args: object, **kwargs: object) -> object:
+        lm_audio.append(sequence[0, 1:, 0].clone())
+        return forward_text(sequence, *args, **kwargs)
+
+    def spy_encode(audio: torch.Tensor) -> torch.Tensor:
+        codes = encode(audio)
+        codec_out.append(codes[0, :, 0].clone())
+        return codes
+
+    model.lm.forward_text, model.mimi.encode = spy_forward_text, spy_encode
+    engine = KyutaiEngine(model, slots=1)
+    assert engine.info.prefix_frames == 1
+    frames = clip(2)
+    tokens = PlannedStreams(engine).run(frames)
+    lead = engine.info.prefix_frames
+    assert len(lm_audio) == len(codec_out) == len(frames) + lead
+    assert torch.equal(lm_audio[lead], codec_out[lead]), "the first audio frame never reached the LM"
+    assert all(torch.equal(lm_audio[k], codec_out[k]) for k in range(lead, len(frames) + lead))
+    assert tokens == reference_loop(tiny_checkpoint, frames, lead_in=1)[0]
+
+
 def test_flush_is_acknowledged_in_the_flush_rows_step_with_the_lead_in_off_the_clock(
     tiny_prefixed_checkpoint: Path,
 ) -> None:
     engine = build(tiny_prefixed_checkpoint, slots=1, kyutai_pause_threshold=0.0)
     streams = PlannedStreams(engine)
-    stream = streams.open()
     frames = clip(2)
-    streams.planner.push(stream, frames)
-    streams.planner.finalize(stream, np.zeros(0, dtype=np.float32), end=True)
-    while streams.planner.has_work():
-        streams.step()
-    listener = streams.listeners[stream]
+    tokens = streams.run(frames, end=True)
+    listener = streams.listeners[1]
     assert listener.finished and not streams.planner.awaiting_acks()
     assert listener.words, "the tiny model should produce words for this clip"
     duration = len(frames) * FRAME_SECONDS
     assert all(0 <= w.start_s <= w.end_s <= duration + 1e-6 for w in listener.words)
-    # the same words as the engine's own times minus the lead-in (the planner took it off)
-    delay = engine.info.delay_frames
-    tokens = streams.tokens[stream]
-    pieces = [t for i, t in enumerate(tokens) if i + 1 >= delay + engine.info.prefix_frames and t > PADDING]
-    assert "".join(w.text for w in listener.words) == engine._model.detokenize(pieces).replace(" ", "")
+    # the same words as the engine's own tokens, counted after the lead-in and the delay
+    first = engine.info.prefix_frames + engine.info.delay_frames - 1
+    ids = engine._model.ids
+    pieces = [t for i, t in enumerate(tokens, start=1) if i >= first and ids.is_piece(t)]
+    assert "".join(w.text for w in listener.words) == engine._model.tokenizer.decode(pieces).replace(" ", "")
+
+
+def test_word_times_follow_the_documented_convention(tiny_checkpoint: Path) -> None:
+    """Through the planner (lead-in off the clock): a word starts at its first piece's stamp,
+    (client frame index) * 0.08 - delay_s with the checkpoint's unrounded delay (0.48 s)."""
+    engine = build(tiny_checkpoint, slots=1, kyutai_pause_threshold=0.0)
+    streams = PlannedStreams(engine)
+    frames = clip(4)
+    tokens = streams.run(frames, end=True)
+    words = streams.listeners[1].words
+    lead, ids = engine.info.prefix_frames, engine._model.ids
+    # where a run of pieces starts (the first counted step is lead-in + delay - 1)
+    counted = [(step, ids.is_piece(t)) for step, t in enumerate(tokens, start=1) if step >= lead + 5]
+    runs = [
+        step for (step, piece), (_, before) in zip(counted[1:], counted, strict=False) if piece and not before
+    ]
+    assert words and runs
+    expected = {round(max(0.0, (step - lead) * FRAME_SECONDS - 0.48), 6) for step in runs}
+    assert expected <= {round(w.start_s, 6) for w in words}
 
 
 def test_pause_head_reports_end_of_turn_after_words(tiny_checkpoint: Path) -> None:
@@ -265,8 +260,10 @@ def test_close_frees_the_model_for_a_new_table(
 
 
 def test_published_delays_map_to_frames_as_kyutai_counts_them(tiny_checkpoint: Path) -> None:
-    """stt-1b-en_fr: 0.5 s -> text from frame 6 on (as Kyutai's server), 7 + 1 flush frames;
-    stt-2.6b-en: 2.5 s and a 1 s silence prefix (13 frames, as Kyutai's reference script)."""
+    """stt-1b-en_fr: 0.5 s -> text from frame 6 on (as Kyutai's server), flush of the delay
+    + 0.5 s as Kyutai's evaluation pads (13 frames, was 8: a long last word could be cut),
+    one frame of lead-in; stt-2.6b-en: 2.5 s (38 flush frames), its 1 s silence prefix as
+    the lead-in (13 frames)."""
     from dataclasses import replace
 
     from stt.engine.kyutai.checkpoint import SttTiming
@@ -274,15 +271,119 @@ def test_published_delays_map_to_frames_as_kyutai_counts_them(tiny_checkpoint: P
 
     model = build(tiny_checkpoint, slots=1)
     model.close()
-    for timing, expected in [(SttTiming(0.5, 0.0), (6, 8, 0)), (SttTiming(2.5, 1.0), (31, 33, 13))]:
+    for timing, expected in [(SttTiming(0.5, 0.0), (6, 13, 1)), (SttTiming(2.5, 1.0), (31, 38, 13))]:
         engine = KyutaiEngine(replace(model._model, timing=timing), slots=1)
         assert (engine.info.delay_frames, engine.info.flush_frames, engine.info.prefix_frames) == expected
         engine.close()
 
 
 def test_tokens_match_kyutai_reference_loop(tiny_checkpoint: Path) -> None:
-    """The masked, batched step gives what Kyutai's own script gets with plain batch-1
-    streaming."""
+    """The masked, batched step gives what Kyutai's own script (stt_from_file_pytorch.py) gets
+    with plain batch-1 streaming: Mimi encode, then LMGen step, frame by frame."""
     frames = clip(2)
     engine_tokens = Driver(build(tiny_checkpoint, slots=1)).alone(0, frames)[0]
-    assert engine_tokens == reference_loop(tiny_checkpoint, frames)
+    assert engine_tokens == reference_loop(tiny_checkpoint, frames)[0]
+
+
+# -- end-of-turn heads --------------------------------------------------------------------
+
+
+def test_pauses_come_from_head_2_class_0_as_kyutai_reads_them(tiny_checkpoint: Path) -> None:
+    frames = np.concatenate([clip(0), clip(1)])
+    events = Driver(build(tiny_checkpoint, slots=1, kyutai_pause_threshold=0.2)).alone(0, frames)[1]
+    head2 = reference_loop(tiny_checkpoint, frames)[1]
+    pauses = [e for e in events if isinstance(e, PauseEvent)]
+    assert pauses
+    assert all(any(abs(p.probability - h) < 1e-5 for h in head2) for p in pauses)
+
+
+def test_a_checkpoint_without_the_end_of_turn_head_sends_no_pauses_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two extra heads: there is no head 2, so no pause may be read from another head."""
+    from stt.engine.kyutai.checkpoint import probe
+    from stt.engine.kyutai.testing import write_checkpoint
+
+    checkpoint = write_checkpoint(tmp_path / "two-heads", pause_heads=2)
+    with caplog.at_level("WARNING", logger="stt.engine.kyutai.engine"):
+        engine = build(checkpoint, slots=1, kyutai_pause_threshold=0.01)
+    assert engine.info.pause_events is False
+    assert "kyutai/stt-1b-en_fr-candle" in caplog.text and "no Pause events" in caplog.text
+    events = Driver(engine).alone(0, np.concatenate([clip(0), clip(1)]))[1]
+    assert not any(isinstance(e, PauseEvent) for e in events)
+    ok, detail = probe(str(checkpoint), 0.5)
+    assert ok and "end of turn: none" in detail and "stt-1b-en_fr-candle" in detail
+
+
+# -- the model's own special ids ---------------------------------------------------------
+
+
+def test_special_text_ids_are_read_from_the_model(tmp_path: Path) -> None:
+    from stt.engine.kyutai.testing import tiny_lm_config, write_checkpoint
+
+    checkpoint = write_checkpoint(
+        tmp_path / "pad5", lm_config=tiny_lm_config() | {"existing_text_padding_id": 5}
+    )
+    ids = build(checkpoint, slots=1)._model.ids
+    assert (ids.boundary, ids.padding, ids.control) == (0, 5, frozenset({1, 2}))
+    assert ids.is_piece(3) and not ids.is_piece(5) and not ids.is_piece(2)
+
+
+# -- non-zero delays ---------------------------------------------------------------------
+
+
+def test_non_zero_delays_keep_times_and_the_last_piece(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """delays [0, 1, ...]: LMGen returns every text token one step late (an ungenerated id
+    first). The words must be those of the tokens without the lag, at the same times."""
+    from stt.engine.kyutai.testing import write_checkpoint
+    from stt.engine.kyutai.words import SlotDecoder
+
+    checkpoint = write_checkpoint(tmp_path / "delayed", delays=[0, 1, 1, 1, 1])
+    engine = build(checkpoint, slots=1)
+    plain = build(tiny_checkpoint, slots=1).info
+    assert (engine.info.flush_frames, engine.info.delay_frames) == (
+        plain.flush_frames + 1,
+        plain.delay_frames + 1,
+    )
+    frames = clip(3)
+    # One more frame (silence) than the clip, so the lagged last token comes out.
+    padded = np.concatenate([frames, np.zeros((1, frames.shape[1]), dtype=np.float32)])
+    tokens, _ = reference_loop(checkpoint, padded)
+    assert tokens[0] == -2 and all(t >= 0 for t in tokens[1:])
+    model = engine._model
+    unlagged = SlotDecoder(model.tokenizer, model.ids, model.timing.delay_s)
+    expected: list[object] = []
+    for token in tokens[1:]:
+        expected += unlagged.push(token)
+    expected += unlagged.flush()
+    got = Driver(engine).alone(0, padded, flush_last=True)[1]
+    assert [w for w in got if isinstance(w, WordEvent)] == [w for w in expected if isinstance(w, WordEvent)]
+
+
+# -- per-step device traffic -------------------------------------------------------------
+
+
+def test_a_step_reads_back_once_and_never_syncs_elsewhere(
+    tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On CUDA every `.cpu()`, `.item()` or `.tolist()` of a device tensor waits for the GPU:
+    a step reads its tokens and pause probabilities back through one packed copy."""
+    import torch
+
+    engine = build(tiny_checkpoint, slots=2, kyutai_pause_threshold=0.2)
+    Driver(engine).step([(0, clip(0)[0], True, False)])  # resets happen outside the steady state
+
+    def refuse(name: str) -> object:
+        def call(self: torch.Tensor, *args: object, **kwargs: object) -> object:
+            raise AssertionError(f"Tensor.{name}() in a step: a device sync")
+
+        return call
+
+    for name in ("cpu", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, name, refuse(name))
+    before = engine._io.downloads
+    driver = Driver(engine)
+    driver.tokens[0], driver.events[0] = [], []
+    for frame in clip(1)[:5]:
+        driver.step([(0, frame, False, False)])
+    assert engine._io.downloads - before == 5

@@ -34,6 +34,13 @@ REFERENCE_SILENCE_PREFIX_S = 1.0
 """What Kyutai's reference script (delayed-streams-modeling, stt_from_file_pytorch.py) assumes
 when `stt_config` lacks a value: generous, so a flush never cuts the last word."""
 
+PAUSE_HEAD = 2
+"""Which extra head of the LM predicts the end of a turn; Kyutai's reference
+(stt_from_file_pytorch.py --vad) reads head 2, class 0, so a checkpoint needs at least three."""
+END_OF_TURN_CHECKPOINT = "kyutai/stt-1b-en_fr-candle"
+"""The published checkpoint whose LM has the pause heads (the PyTorch stt-1b-en_fr has none;
+moshi's PyTorch loader reads this one too)."""
+
 
 class CheckpointError(RuntimeError):
     """The checkpoint cannot be found or read; the message says which file and what to do."""
@@ -70,6 +77,25 @@ class CheckpointFiles:
     def pause_heads(self) -> int:
         """Extra "pause prediction" heads (semantic VAD) of the LM; 0 when it has none."""
         return int(self.config.get("extra_heads_num_heads", 0))
+
+    @property
+    def end_of_turn(self) -> bool:
+        """Whether the LM has the head Kyutai reads for end of turn."""
+        return self.pause_heads > PAUSE_HEAD
+
+
+def end_of_turn_note(pause_heads: int, pause_threshold: float) -> str:
+    """What `stt engines` and the start-up log say about Pause events for this checkpoint."""
+    if pause_heads > PAUSE_HEAD:
+        state = "on" if pause_threshold > 0 else "off (pause threshold 0)"
+        return f"end of turn: {state} (pause head {PAUSE_HEAD} of {pause_heads})"
+    note = (
+        f"end of turn: none ({pause_heads} extra heads, head {PAUSE_HEAD} needed; "
+        f"{END_OF_TURN_CHECKPOINT} has it)"
+    )
+    if pause_threshold > 0:
+        note += ": no Pause events despite the pause threshold"
+    return note
 
 
 def read_timing(config: dict[str, Any]) -> SttTiming:
@@ -181,7 +207,7 @@ def _hub_cache_state(repo: str) -> str:
     return "is fetched from the Hugging Face hub at start (needs network; not cached here)"
 
 
-def probe(model: str | None) -> tuple[bool, str]:
+def probe(model: str | None, pause_threshold: float = 0.0) -> tuple[bool, str]:
     """Whether the engine can load here and why not, without importing torch or moshi."""
     model = model or DEFAULT_MODEL
     needed = ("torch", "moshi", "sentencepiece", "safetensors") + (
@@ -198,5 +224,6 @@ def probe(model: str | None) -> tuple[bool, str]:
         return False, str(exc)
     timing = files.timing
     return True, (
-        f"checkpoint {model} (delay {timing.delay_s:g} s, pause heads: {files.pause_heads}); GPU recommended"
+        f"checkpoint {model} (delay {timing.delay_s:g} s, "
+        f"{end_of_turn_note(files.pause_heads, pause_threshold)}); GPU recommended"
     )

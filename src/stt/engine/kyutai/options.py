@@ -29,6 +29,11 @@ class KyutaiOptions(Checked):
         "kyutai engine: send `Pause` when the pause head's end-of-turn probability reaches this "
         "(checkpoints with pause heads; 0: off)",
     )
+    context_s: float = setting(
+        0.0,
+        "kyutai engine: restart each stream's LM context before it holds this much audio, at a "
+        "pause when one comes (0: the checkpoint's own window, 60 s for stt-1b-en_fr)",
+    )
     cuda_graphs: bool = setting(True, "kyutai engine: replay each step as a CUDA graph (CUDA only)")
     compile: bool = setting(True, "kyutai engine: `torch.compile` moshi's fused layers (CUDA only)")
 
@@ -39,3 +44,4 @@ class KyutaiOptions(Checked):
         )
         yield self.dtype in DTYPES, f"dtype must be one of {DTYPES}, got {self.dtype!r}"
         yield 0 <= self.pause_threshold <= 1, "kyutai_pause_threshold must be in 0..1"
+        yield self.context_s >= 0, "kyutai_context_s must be >= 0"

@@ -21,6 +21,7 @@ from stt.engine.kyutai.checkpoint import CONFIG_NAME, LM_NAME, MIMI_NAME, SttTim
 
 if TYPE_CHECKING:
     from stt.engine.kyutai.engine import KyutaiModel
+    from stt.engine.kyutai.words import TextIds
 
 TINY_TOKENIZER_NAME = "tokenizer_tiny_64.model"
 TINY_MIMI_CONFIG_NAME = "mimi_config.json"
@@ -57,6 +58,18 @@ def stt_1b_lm_config() -> dict[str, Any]:
     }
 
 
+def stt_2b6_lm_config() -> dict[str, Any]:
+    """kyutai/stt-2.6b-en's LM architecture (its candle config in delayed-streams-modeling):
+    48 layers of 2048 wide with 32 heads, 4000 text tokens, a 375-frame context."""
+    return stt_1b_lm_config() | {
+        "text_card": 4000,
+        "num_heads": 32,
+        "num_layers": 48,
+        "context": 375,
+        "extra_heads_num_heads": 0,
+    }
+
+
 def tiny_lm_config(text_card: int = 64) -> dict[str, Any]:
     """The same architecture shrunk to a few thousand weights: fast enough for CPU tests."""
     return stt_1b_lm_config() | {
@@ -67,7 +80,7 @@ def tiny_lm_config(text_card: int = 64) -> dict[str, Any]:
         "num_heads": 2,
         "num_layers": 2,
         "hidden_scale": 2.0,
-        "context": 40,
+        "context": 200,
         "max_period": 10000,
         "delays": [0] * 5,
     }
@@ -124,12 +137,17 @@ def write_checkpoint(
     lm_config: dict[str, Any] | None = None,
     mimi_config: dict[str, Any] | None = None,
     delay_s: float = 0.48,
+    pause_heads: int | None = None,
+    delays: list[int] | None = None,
     silence_prefix_s: float = 0.0,
     seed: int = 0,
     boundary_gain: float = 4.0,
     audio_gain: float = 3.0,
 ) -> Path:
     """Write a random-weight checkpoint in the published layout and return its directory.
+
+    `pause_heads` and `delays` override the LM's extra heads and stream delays (the
+    checkpoint variants the engine must handle).
 
     Random weights need three nudges to behave like a model that listens: Mimi's codebooks
     start empty (every frame would get code 0), so they are fitted to its own latents; the
@@ -142,6 +160,10 @@ def write_checkpoint(
     from safetensors.torch import save_file
 
     lm_config = lm_config or tiny_lm_config()
+    if pause_heads is not None:
+        lm_config = lm_config | {"extra_heads_num_heads": pause_heads}
+    if delays is not None:
+        lm_config = lm_config | {"delays": delays}
     mimi_config = mimi_config or tiny_mimi_config()
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -206,12 +228,24 @@ def random_model(
     mimi = loaders.get_mimi(None, mimi_config, num_codebooks=n_codebooks, device=device)
     lm = loaders.get_moshi_lm(None, lm_config, device=device, dtype=resolve_dtype(dtype, device))
 
-    def detokenize(ids: Sequence[int]) -> str:
-        return "".join(f"t{i}" for i in ids)
+    from stt.engine.kyutai.words import TextIds
 
-    return KyutaiModel(
-        mimi, lm, detokenize, SttTiming(delay_s=0.5, silence_prefix_s=0.0), torch.device(device)
-    )
+    ids = TextIds(boundary=0, padding=3, vocab_size=int(lm_config["text_card"]), control=frozenset({1, 2}))
+    timing = SttTiming(delay_s=0.5, silence_prefix_s=0.0)
+    return KyutaiModel(mimi, lm, IdNames(ids), ids, timing, torch.device(device))
+
+
+class IdNames:
+    """A tokenizer stand-in for untrained models: names piece ids ("t42"), one piece a word."""
+
+    def __init__(self, ids: TextIds) -> None:
+        self._ids = ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return "".join(f"t{i}" for i in ids if self._ids.is_piece(i))
+
+    def count(self, word: str) -> int:
+        return max(1, word.count("t"))
 
 
 def main(argv: list[str] | None = None) -> int:
