@@ -40,6 +40,7 @@ PUBLIC_NAMES = [
     "device",
     "dtype",
     "kyutai_pause_threshold",
+    "kyutai_context_s",
     "kyutai_cuda_graphs",
     "kyutai_compile",
     "cpu_threads",
