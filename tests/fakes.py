@@ -1,7 +1,9 @@
-"""Small engines and listeners for tests (fakes over mocks)."""
+"""Small engines, listeners and connections for tests (fakes over mocks)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -18,6 +20,7 @@ from stt.engine.interface import (
     StepOutput,
     WordEvent,
 )
+from stt.session import Disconnect, Incoming
 
 
 @dataclass
@@ -126,6 +129,22 @@ class AckDroppingEngine(RecordingEngine):
         return StepOutput([[e for e in row if isinstance(e, WordEvent | PauseEvent)] for row in out.events])
 
 
+class GatedEngine(RecordingEngine):
+    """Every step signals `entered`, then holds until the test opens `gate` (a step that
+    takes as long as the test needs, without guessing a duration)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def step(self, batch: StepInput) -> StepOutput:
+        self.entered.set()
+        if not self.gate.wait(10):
+            raise RuntimeError("the test never opened the gate")
+        return super().step(batch)
+
+
 @dataclass
 class Listener:
     """Collects what the planner / scheduler delivers to one stream."""
@@ -136,6 +155,19 @@ class Listener:
     error: BaseException | None = None
     events: list[str] = field(default_factory=list)
     pauses: list[PauseEvent] = field(default_factory=list)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set by every callback, so a test awaits results instead of polling for them."""
+
+    async def until(self, predicate: Callable[[Listener], bool], timeout_s: float = 10.0) -> None:
+        """Wait until `predicate(self)` holds (on the loop that delivers the results)."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate(self):
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def done(self, timeout_s: float = 10.0) -> None:
+        """Wait until the stream finished or failed."""
+        await self.until(lambda listener: listener.finished or listener.error is not None, timeout_s)
 
     def on_events(self, events: Sequence[EngineEvent]) -> None:
         for e in events:
@@ -145,19 +177,51 @@ class Listener:
             else:
                 self.pauses.append(e)
                 self.events.append("pause")
+        self._changed.set()
 
     def on_flushed(self) -> None:
         self.flushed += 1
         self.events.append("flushed")
+        self._changed.set()
 
     def on_finished(self) -> None:
         self.finished = True
         self.events.append("finished")
+        self._changed.set()
 
     def on_failed(self, error: BaseException) -> None:
         self.error = error
         self.events.append("failed")
+        self._changed.set()
 
     @property
     def text(self) -> str:
         return " ".join(w.text for w in self.words)
+
+
+class FakeConnection:
+    """Feeds scripted messages; records what the session sends and how it closes."""
+
+    def __init__(self, script: list[Incoming], *, hold_open: bool = True) -> None:
+        self._script: asyncio.Queue[Incoming] = asyncio.Queue()
+        for item in script:
+            self._script.put_nowait(item)
+        self._hold_open = hold_open
+        self.sent: list[dict[str, object]] = []
+        self.closed: tuple[int, str] | None = None
+        self.accepted = False
+
+    async def accept(self) -> None:
+        self.accepted = True
+
+    async def receive(self) -> Incoming:
+        if self._script.empty() and not self._hold_open:
+            return Disconnect(1000)
+        return await self._script.get()
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(json.loads(text))
+
+    async def close(self, code: int, reason: str = "") -> None:
+        self.closed = (code, reason)
+        self._script.put_nowait(Disconnect(code))

@@ -11,7 +11,7 @@ import pytest
 
 from stt.cli import main
 from stt.tools.serve_process import clean_env, free_port
-from tests.conftest import serve_process
+from tests.helpers import serve_process
 
 STT = [sys.executable, "-m", "stt.cli"]
 

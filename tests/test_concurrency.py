@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 
 import numpy as np
@@ -13,25 +12,9 @@ from websockets.asyncio.client import connect
 from stt.audio import float32_to_pcm16
 from stt.constants import END_OF_STREAM_BYTES
 from stt.engine.fake.engine import FakeEngine
-from stt.engine.fake.tones import ALPHABET, encode_text
+from stt.engine.fake.tones import encode_text
 from stt.tools.client import StreamResult, stream_audio
-from tests.conftest import live_server
-
-
-def unique_texts(n: int, seed: int = 1) -> list[str]:
-    """n transcripts that share no word, so any foreign word is cross-talk."""
-    rng = random.Random(seed)
-    used: set[str] = set()
-    texts = []
-    for _ in range(n):
-        words = []
-        while len(words) < rng.randint(2, 5):
-            word = "".join(rng.choice(ALPHABET[:26]) for _ in range(rng.randint(2, 7)))
-            if word not in used:
-                used.add(word)
-                words.append(word)
-        texts.append(" ".join(words))
-    return texts
+from tests.helpers import MessageWatch, hostile_client, live_server, unique_texts
 
 
 def test_twenty_concurrent_clients_each_get_only_their_own_words() -> None:
@@ -64,19 +47,6 @@ def test_twenty_concurrent_clients_each_get_only_their_own_words() -> None:
     assert steps_with_many > 1.5  # streams really shared steps
 
 
-async def hostile(url: str, payload: list[bytes | str]) -> tuple[list[dict[str, object]], int | None]:
-    async with connect(url, max_size=None) as ws:
-        messages = [json.loads(await ws.recv())]
-        for item in payload:
-            await ws.send(item)
-        try:
-            async for raw in ws:
-                messages.append(json.loads(raw))
-        except Exception:
-            pass
-        return messages, ws.close_code
-
-
 @pytest.mark.parametrize(
     ("payload", "code", "close_code"),
     [
@@ -98,7 +68,7 @@ def test_bad_clients_get_their_error_while_honest_streams_are_undisturbed(
             honest = [
                 stream_audio(server.ws_url, encode_text(t), chunk_samples=1920, realtime=True) for t in texts
             ]
-            results = await asyncio.gather(*honest, hostile(server.ws_url, payload))
+            results = await asyncio.gather(*honest, hostile_client(server.ws_url, payload))
             return list(results[:-1]), results[-1]
 
         results, (messages, closed) = asyncio.run(main())
@@ -127,12 +97,8 @@ def test_client_vanishing_mid_stream_does_not_disturb_others() -> None:
 
         result = asyncio.run(main())
         assert result.transcript == "survivor"
-        scheduler = server.app.state.scheduler
-        for _ in range(200):
-            if scheduler.used_slots == 0:
-                break
-            asyncio.run(asyncio.sleep(0.01))
-        assert scheduler.used_slots == 0
+        server.wait_for_no_streams()  # the server noticed the vanished client and ended its session
+        assert server.app.state.scheduler.used_slots == 0
 
 
 def test_over_capacity_on_a_real_server() -> None:
@@ -141,9 +107,11 @@ def test_over_capacity_on_a_real_server() -> None:
 
         async def main() -> list[StreamResult]:
             audio = encode_text("hold the slot", lead_frames=5)
-            holders = [stream_audio(server.ws_url, audio, realtime=True) for _ in range(2)]
+            admitted = [MessageWatch("Ready") for _ in range(2)]
+            holders = [stream_audio(server.ws_url, audio, realtime=True, on_message=a) for a in admitted]
             task = asyncio.gather(*holders)
-            await asyncio.sleep(0.3)
+            for watch in admitted:
+                await watch.wait()  # both hold their slot
             refused = await stream_audio(server.ws_url, np.zeros(1920, np.float32))
             return [*(await task), refused]
 

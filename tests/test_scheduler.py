@@ -4,26 +4,38 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import numpy as np
 import pytest
 
 from stt.audio import split_frames
 from stt.engine.fake.tones import encode_text
-from stt.engine.interface import EngineEvent, StreamOptions
+from stt.engine.interface import StreamOptions
 from stt.planner import Frames
 from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler, StreamHandle
-from tests.fakes import AckDroppingEngine, FailingEngine, LateAckEngine, Listener, RecordingEngine
+from tests.fakes import (
+    AckDroppingEngine,
+    FailingEngine,
+    GatedEngine,
+    LateAckEngine,
+    Listener,
+    RecordingEngine,
+)
 
 
-async def wait_until(predicate: object, within_s: float = 5.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
+async def steps_until(scheduler: Scheduler, predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    """Wait until `predicate()` holds, checked after every completed step (a step observer)."""
+    reached = asyncio.Event()
+
+    def check(seconds: float, rows: int) -> None:
+        if not reached.is_set() and predicate():
+            reached.set()  # and never looked at again: the observer outlives the wait
+
+    if predicate():
+        return
+    scheduler.add_step_observer(check)
+    await asyncio.wait_for(reached.wait(), timeout_s)
 
 
 def send(handle: object, text: str, *, end: bool = True) -> None:
@@ -42,7 +54,7 @@ def test_steps_run_on_the_engine_thread_and_warmup_first() -> None:
         handle = scheduler.open(listener)
         assert handle is not None
         send(handle, "thread")
-        await wait_until(lambda: listener.finished)
+        await listener.done()
         await scheduler.stop()
         assert listener.text == "thread"
         names = {r.thread for r in engine.records}
@@ -53,27 +65,31 @@ def test_steps_run_on_the_engine_thread_and_warmup_first() -> None:
     asyncio.run(main())
 
 
-def test_event_loop_stays_responsive_during_slow_steps() -> None:
-    async def main() -> float:
-        engine = RecordingEngine(slots=4, delay_frames=0, step_cost_s=0.1)
+def test_the_event_loop_runs_while_a_step_is_in_progress() -> None:
+    """A step held on the engine thread for as long as the test likes: meanwhile the loop
+    admits and feeds another stream, and nothing is delivered before the step returns."""
+
+    async def main() -> None:
+        engine = GatedEngine(slots=2, delay_frames=0)
         scheduler = Scheduler(engine)
         await scheduler.start(warmup=False)
-        listeners = [Listener() for _ in range(4)]
-        for i, listener in enumerate(listeners):
-            handle = scheduler.open(listener)
-            assert handle is not None
-            send(handle, f"slow{i}")
-        worst = 0.0
-        while not all(listener.finished for listener in listeners):
-            before = time.perf_counter()
-            await asyncio.sleep(0.01)
-            worst = max(worst, time.perf_counter() - before - 0.01)
+        first, second = Listener(), Listener()
+        handle = scheduler.open(first)
+        assert handle is not None
+        send(handle, "held")
+        assert await asyncio.to_thread(engine.entered.wait, 10), "no step started"
+        other = scheduler.open(second)  # the loop is free while the step holds
+        assert other is not None
+        send(other, "next")
+        assert engine.records == [] and first.events == []  # the step has not returned yet
+        engine.gate.set()
+        await first.done()
+        await second.done()
         await scheduler.stop()
-        assert [listener.text for listener in listeners] == [f"slow{i}" for i in range(4)]
-        return worst
+        assert (first.text, second.text) == ("held", "next")
+        assert all(r.thread.startswith("stt-engine") for r in engine.records)
 
-    lag = asyncio.run(main())
-    assert lag < 0.05, f"event loop blocked for {lag:.3f} s while steps of 0.1 s ran"
+    asyncio.run(main())
 
 
 def test_admission_is_bounded_and_rows_never_exceed_max_batch() -> None:
@@ -81,15 +97,19 @@ def test_admission_is_bounded_and_rows_never_exceed_max_batch() -> None:
         engine = RecordingEngine(slots=3, delay_frames=2)
         scheduler = Scheduler(engine)
         await scheduler.start(warmup=False)
-        handles = [scheduler.open(Listener()) for _ in range(5)]
-        assert sum(h is not None for h in handles) == 3
+        listeners = [Listener() for _ in range(5)]
+        handles = [scheduler.open(listener) for listener in listeners]
+        assert [h is not None for h in handles] == [True, True, True, False, False]
         assert scheduler.used_slots == scheduler.total_slots == 3
-        for h in handles:
-            if h is not None:
-                send(h, "abc def")
-        await wait_until(lambda: scheduler.used_slots == 0)
+        for h in handles[:3]:
+            assert h is not None
+            send(h, "abc def")
+        for listener in listeners[:3]:
+            await listener.done()
+        assert scheduler.used_slots == 0
         await scheduler.stop()
-        assert max(len(r.slots) for r in engine.records) <= 3
+        assert [listener.text for listener in listeners[:3]] == ["abc def"] * 3
+        assert max(len(r.slots) for r in engine.records) == 3
 
     asyncio.run(main())
 
@@ -110,8 +130,9 @@ def test_streams_join_and_leave_a_running_batch() -> None:
         leaving = scheduler.open(leaver)
         assert leaving is not None
         leaving.push(split_frames(encode_text("zzzz zzzz"))[0][:3])
-        await asyncio.sleep(0.01)
-        leaving.close()  # disconnect mid-word
+        await steps_until(scheduler, lambda: leaving.backlog_frames == 1)  # two frames stepped...
+        assert leaving.backlog_frames == 0  # ...and the loop went on: the third is in flight
+        leaving.close()  # disconnect mid-word, with a step in flight
 
         joiner = Listener()
         joining = scheduler.open(joiner)
@@ -119,42 +140,52 @@ def test_streams_join_and_leave_a_running_batch() -> None:
         send(joining, "fresh")
         long_handle.push(frames[40:])
         long_handle.finalize(tail, end=True)
-        await wait_until(lambda: long_listener.finished and joiner.finished)
+        await long_listener.done()
+        await joiner.done()
         await scheduler.stop()
         assert long_listener.text == long_text
         assert joiner.text == "fresh"  # nothing of the stream that left before it
-        assert leaver.words == [] or all("z" in w.text for w in leaver.words)
-        joiner_steps = [r for r in engine.records if 1 in r.slots]
-        first = next(r for r in joiner_steps if r.reset[r.slots.index(1)])
-        assert first is not None
+        assert leaver.events == []  # it left mid-word: no word, and no end either
+        slot1 = [r.reset[r.slots.index(1)] for r in engine.records if 1 in r.slots]
+        assert slot1[:4] == [True, False, False, True], slot1  # the joiner's first step resets
+        assert slot1.count(True) == 2
 
     asyncio.run(main())
 
 
 def test_a_backlogged_stream_does_not_delay_a_real_time_one() -> None:
-    """Each step carries every ready stream: a 10 s burst does not queue ahead of others."""
+    """Each step carries every ready stream: a 10 s burst does not queue ahead of others.
+    Counted in steps (the engine's clock), so a busy CPU cannot change the outcome."""
 
-    async def main() -> tuple[float, float]:
-        engine = RecordingEngine(slots=2, delay_frames=0, step_cost_s=0.005)
+    async def main() -> tuple[int, int]:
+        engine = RecordingEngine(slots=2, delay_frames=0)
         scheduler = Scheduler(engine)
         await scheduler.start(warmup=False)
-        bulk, live = Listener(), Listener()
+        finished_at: dict[str, int] = {}
+
+        class Timed(Listener):
+            def __init__(self, name: str) -> None:
+                super().__init__()
+                self.name = name
+
+            def on_finished(self) -> None:
+                finished_at[self.name] = len(engine.records)  # steps so far, this one included
+                super().on_finished()
+
+        bulk, live = Timed("bulk"), Timed("live")
         bulk_handle, live_handle = scheduler.open(bulk), scheduler.open(live)
         assert bulk_handle is not None and live_handle is not None
-        bulk_text = " ".join(["backlog"] * 15)  # 120 frames ~ 0.6 s of steps at 5 ms
+        bulk_text = " ".join(["backlog"] * 15)  # 120 frames
         send(bulk_handle, bulk_text)
-        started = time.perf_counter()
-        send(live_handle, "hi")
-        await wait_until(lambda: live.finished)
-        live_done = time.perf_counter() - started
-        await wait_until(lambda: bulk.finished)
-        bulk_done = time.perf_counter() - started
+        send(live_handle, "hi")  # 3 frames and the flush's padding frame
+        await live.done()
+        await bulk.done()
         await scheduler.stop()
         assert bulk.text == bulk_text and live.text == "hi"
-        return live_done, bulk_done
+        return finished_at["live"], finished_at["bulk"]
 
-    live_done, bulk_done = asyncio.run(main())
-    assert live_done < bulk_done / 3, (live_done, bulk_done)
+    live_steps, bulk_steps = asyncio.run(main())
+    assert (live_steps, bulk_steps) == (4, 121)
 
 
 def test_engine_failure_fails_only_the_streams_of_that_step() -> None:
@@ -171,13 +202,14 @@ def test_engine_failure_fails_only_the_streams_of_that_step() -> None:
         handle = scheduler.open(victim)
         assert handle is not None
         send(handle, "x")
-        await wait_until(lambda: victim.error is not None)
+        await victim.done()
+        assert victim.error is not None and not victim.finished
         assert scheduler.stats.failed_steps == 1 and scheduler.used_slots == 0
         survivor = Listener()
         handle = scheduler.open(survivor)
         assert handle is not None
         send(handle, "fine")
-        await wait_until(lambda: survivor.finished)
+        await survivor.done()
         await scheduler.stop()
         assert survivor.text == "fine"
 
@@ -194,7 +226,7 @@ def test_offline_transcribe_shares_the_batch_with_live_streams() -> None:
         assert handle is not None
         send(handle, "live words")
         words = await scheduler.transcribe(encode_text("offline clip"), StreamOptions(language="en"))
-        await wait_until(lambda: live.finished)
+        await live.done()
         await scheduler.stop()
         assert [w.text for w in words] == ["offline", "clip"]
         assert live.text == "live words"
@@ -213,7 +245,8 @@ def test_offline_waits_for_a_slot_then_times_out() -> None:
         with pytest.raises(NoCapacityError):
             await scheduler.transcribe(encode_text("wait"), slot_wait_s=0.05)
         task = asyncio.create_task(scheduler.transcribe(encode_text("queued"), slot_wait_s=5))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0)  # one loop iteration: the new task runs up to its wait for a slot
+        assert scheduler.waiting_for_slots == 1 and not task.done()
         holder.close()
         words = await task
         await scheduler.stop()
@@ -233,23 +266,30 @@ def test_offline_transcribe_reports_engine_failure() -> None:
     asyncio.run(main())
 
 
-def test_batch_wait_gathers_frames_into_one_step() -> None:
+@pytest.mark.parametrize(("batch_wait_s", "rows"), [(0.5, [3]), (0.0, [1, 2])])
+def test_batch_wait_gathers_frames_into_one_step(batch_wait_s: float, rows: list[int]) -> None:
+    """After an idle period the first frame wakes the loop; with a batch wait, frames that
+    arrive while it waits share the step, without one the step starts at once."""
+
     async def main() -> list[int]:
         engine = RecordingEngine(slots=3, delay_frames=0)
-        scheduler = Scheduler(engine, batch_wait_s=0.05)
+        scheduler = Scheduler(engine, batch_wait_s=batch_wait_s)
         await scheduler.start(warmup=False)
-        await asyncio.sleep(0.01)  # let the loop go idle: the wait applies after idle periods
+        await asyncio.sleep(0)  # one loop iteration: the scheduler's task runs until it idles
+        assert scheduler.idle
         handles = [scheduler.open(Listener()) for _ in range(3)]
         frame = split_frames(encode_text("a"))[0][:1]
-        for h in handles:
+        for i, h in enumerate(handles):
             assert h is not None
             h.push(frame)
-            await asyncio.sleep(0.005)
-        await wait_until(lambda: engine.records)
+            if i == 0:
+                await asyncio.sleep(0)  # the first frame wakes the loop, the others come after
+                assert not scheduler.idle
+        await steps_until(scheduler, lambda: sum(len(r.slots) for r in engine.records) == 3)
         await scheduler.stop()
         return [len(r.slots) for r in engine.records]
 
-    assert asyncio.run(main()) == [3]
+    assert asyncio.run(main()) == rows
 
 
 def test_step_observers_see_every_step() -> None:
@@ -262,7 +302,7 @@ def test_step_observers_see_every_step() -> None:
         handle = scheduler.open(listener)
         assert handle is not None
         send(handle, "ab")
-        await wait_until(lambda: listener.finished)
+        await listener.done()
         await scheduler.stop()
         assert scheduler.stats.steps == len(seen)
         return seen
@@ -286,30 +326,9 @@ def test_a_stream_holds_its_slot_for_its_block_whatever_ends_it() -> None:
         listener = Listener()
         async with scheduler.stream(listener) as handle:  # the slot serves the next stream
             send(handle, "again")
-            await wait_until(lambda: listener.finished)
+            await listener.done()
         await scheduler.stop()
         assert listener.text == "again" and scheduler.used_slots == 0
-
-
-@dataclass
-class Signalled(Listener):
-    """A listener whose deliveries the test can await (callbacks run on the event loop)."""
-
-    word: asyncio.Event = field(default_factory=asyncio.Event)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def on_events(self, events: Sequence[EngineEvent]) -> None:
-        super().on_events(events)
-        if self.words:
-            self.word.set()
-
-    def on_finished(self) -> None:
-        super().on_finished()
-        self.done.set()
-
-    def on_failed(self, error: BaseException) -> None:
-        super().on_failed(error)
-        self.done.set()
 
 
 class RecordingPort:
@@ -366,7 +385,7 @@ def test_a_late_acknowledgement_holds_the_slot_and_never_holds_up_other_streams(
         engine = LateAckEngine(slots=2, delay_frames=0)
         scheduler = Scheduler(engine)
         await scheduler.start(warmup=False)
-        ending, going = Signalled(), Signalled()
+        ending, going = Listener(), Listener()
         flush_stepped, b_planned = asyncio.Event(), asyncio.Event()
         async with scheduler.stream(ending) as a, scheduler.stream(going) as b:
 
@@ -388,7 +407,7 @@ def test_a_late_acknowledgement_holds_the_slot_and_never_holds_up_other_streams(
             assert going.text.startswith("still") and not ending.finished
             steps = len(engine.records)
             engine.release()  # a's last words land with no frame waiting: the wake runs a step
-            await asyncio.wait_for(ending.done.wait(), 5)
+            await ending.done(5)
             assert ending.events == ["word:bye", "finished"]
             assert [r.slots for r in engine.records[steps:]] == [[]], "one collecting step, no rows"
             assert scheduler.used_slots == 1
@@ -401,10 +420,10 @@ def test_a_flush_the_engine_never_acknowledges_fails_that_stream_instead_of_hang
     async def main() -> None:
         scheduler = Scheduler(AckDroppingEngine(slots=2))
         await scheduler.start(warmup=False)
-        broken = Signalled()
+        broken = Listener()
         async with scheduler.stream(broken) as handle:
             send(handle, "x")
-            await asyncio.wait_for(broken.done.wait(), 5)
+            await broken.done(5)
         assert isinstance(broken.error, RuntimeError) and scheduler.used_slots == 0
         await scheduler.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +17,6 @@ from stt.session import (
     Audio,
     Binary,
     ClientInput,
-    Disconnect,
     Incoming,
     Session,
     SessionLimits,
@@ -26,35 +24,7 @@ from stt.session import (
     Text,
     decode_message,
 )
-from tests.fakes import Listener
-
-
-class FakeConnection:
-    """Feeds scripted messages; records what the session sends and how it closes."""
-
-    def __init__(self, script: list[Incoming], *, hold_open: bool = True) -> None:
-        self._script: asyncio.Queue[Incoming] = asyncio.Queue()
-        for item in script:
-            self._script.put_nowait(item)
-        self._hold_open = hold_open
-        self.sent: list[dict[str, object]] = []
-        self.closed: tuple[int, str] | None = None
-        self.accepted = False
-
-    async def accept(self) -> None:
-        self.accepted = True
-
-    async def receive(self) -> Incoming:
-        if self._script.empty() and not self._hold_open:
-            return Disconnect(1000)
-        return await self._script.get()
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(json.loads(text))
-
-    async def close(self, code: int, reason: str = "") -> None:
-        self.closed = (code, reason)
-        self._script.put_nowait(Disconnect(code))
+from tests.fakes import FakeConnection, Listener
 
 
 def run_session(script: list[Incoming], **limits: float) -> tuple[Session, FakeConnection]:

@@ -185,6 +185,7 @@ class Scheduler:
         self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._port = _Port(self._planner, self._wake.set, self._slot_freed)
         self._observers: list[StepObserver] = []
+        self._idle = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -225,6 +226,12 @@ class Scheduler:
 
     def add_step_observer(self, observer: StepObserver) -> None:
         self._observers.append(observer)
+
+    @property
+    def idle(self) -> bool:
+        """The loop is waiting for frames (nothing to step): the next frame wakes it, after
+        `batch_wait_s` if set. Tests check this state before they rely on it."""
+        return self._idle
 
     # -- admission -----------------------------------------------------------------------------
 
@@ -292,6 +299,11 @@ class Scheduler:
             handle.finalize(tail, end=True)
             return await listener.future
 
+    @property
+    def waiting_for_slots(self) -> int:
+        """Streams still waiting in `stream(wait_s=...)` for a slot (tests check this state)."""
+        return sum(not waiter.done() for waiter in self._slot_waiters)
+
     def _slot_freed(self) -> None:
         """Wake as many slot waiters as there are free slots."""
         free = self._planner.total_slots - self._planner.used_slots
@@ -334,7 +346,11 @@ class Scheduler:
                     if wake is not None and wake is not watched:
                         watched = wake
                         wake.add_done_callback(self._wake_from_thread(loop))
-                    await self._wake.wait()
+                    self._idle = True
+                    try:
+                        await self._wake.wait()
+                    finally:
+                        self._idle = False
                     if self._batch_wait_s and self._planner.has_work():
                         await asyncio.sleep(self._batch_wait_s)
                     continue

@@ -14,7 +14,7 @@ import pytest
 from stt.audio import write_wav
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from tests.conftest import live_server
+from tests.helpers import live_server
 
 
 def test_benchmark_scores_a_manifest_through_a_server(

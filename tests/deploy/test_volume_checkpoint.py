@@ -17,7 +17,7 @@ import pytest
 from stt.audio import float32_to_pcm16
 from stt.constants import SAMPLE_RATE
 from stt.messages import FinalStatus
-from tests.conftest import app_client, make_settings
+from tests.helpers import app_client, make_settings
 
 MODEL_DIR = os.environ.get("STT_TEST_MODEL_DIR")
 

@@ -1,23 +1,16 @@
 """Kyutai engine fixtures: a tiny random checkpoint in the published layout, built once.
 
-CPU settings for moshi are set here, before torch or moshi is imported: no torch.compile
-(it needs a compiler and minutes) and one thread (conv1d is far slower with two here).
+The CPU settings for moshi are made by tests.engine.kyutai.helpers, imported first.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("NO_TORCH_COMPILE", "1")
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-KYUTAI_LIBS = all(importlib.util.find_spec(m) is not None for m in ("torch", "moshi", "sentencepiece"))
-SKIP_REASON = "torch/moshi/sentencepiece not installed (the kyutai extra + moshi --no-deps; `make setup`)"
+from tests.engine.kyutai.helpers import KYUTAI_LIBS, SKIP_REASON
 
 
 @pytest.fixture(scope="session")

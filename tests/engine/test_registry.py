@@ -3,7 +3,7 @@ import pytest
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.options import DEFAULT_SLOTS
 from stt.engine.registry import EngineUnavailableError, build_engine, probe_all
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 
 def test_builds_the_fake_with_settings() -> None:

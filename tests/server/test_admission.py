@@ -16,7 +16,7 @@ import pytest
 from stt.engine.fake.engine import FakeEngine
 from stt.scheduler import Scheduler
 from stt.server.app import create_app
-from tests.conftest import make_settings
+from tests.helpers import make_settings
 
 Message = dict[str, Any]
 

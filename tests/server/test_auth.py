@@ -11,7 +11,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from stt.audio import float32_to_pcm16
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from tests.conftest import app_client
+from tests.helpers import app_client
 
 KEY = "stt_correct-horse-battery-staple"
 

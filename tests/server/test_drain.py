@@ -1,4 +1,7 @@
-"""SIGTERM to a real `stt serve` process mid-stream: every client gets its Final."""
+"""SIGTERM to a real `stt serve` process mid-stream: every client gets its Final.
+
+Signals go out when the clients have heard what the test needs (their words, the drain's
+Warning), never after a guessed delay."""
 
 from __future__ import annotations
 
@@ -10,8 +13,7 @@ from typing import Any
 
 from stt.engine.fake.tones import encode_text
 from stt.tools.client import StreamResult, stream_audio
-from tests.conftest import serve_process
-from tests.test_concurrency import unique_texts
+from tests.helpers import MessageWatch, serve_process, unique_texts
 
 
 def readyz(port: int) -> int:
@@ -23,21 +25,36 @@ def readyz(port: int) -> int:
 
 
 def run_drain(
-    flags: list[str], texts: list[str], sigterm_after_s: float
+    flags: list[str], texts: list[str], sigterm_after: tuple[str, int]
 ) -> tuple[list[StreamResult], Any, int]:
+    """Stream `texts` in real time; SIGTERM once each client has received `sigterm_after`
+    (a message type, how many); a late client connects once every stream was warned (the
+    drain has begun)."""
     with serve_process("--engine", "fake", "--fake-delay-frames", "3", *flags) as (proc, port):
         url = f"ws://127.0.0.1:{port}/v1/stream"
+        heard = [MessageWatch(*sigterm_after) for _ in texts]
+        warned = [MessageWatch("Warning") for _ in texts]
+
+        def watch(i: int) -> Any:
+            return lambda received: (heard[i](received), warned[i](received))
+
+        async def signal_when_heard() -> None:
+            for watch_ in heard:
+                await watch_.wait()
+            proc.send_signal(signal.SIGTERM)
 
         async def late_comer() -> tuple[StreamResult, int]:
-            await asyncio.sleep(sigterm_after_s + 0.3)
+            for watch_ in warned:
+                await watch_.wait()
             ready = await asyncio.to_thread(readyz, port)
             return await stream_audio(url, encode_text("too late")), ready
 
         async def main() -> tuple[list[StreamResult], Any]:
-            loop = asyncio.get_running_loop()
-            loop.call_later(sigterm_after_s, proc.send_signal, signal.SIGTERM)
-            clients = [stream_audio(url, encode_text(t, lead_frames=3), realtime=True) for t in texts]
-            *results, late = await asyncio.gather(*clients, late_comer())
+            clients = [
+                stream_audio(url, encode_text(t, lead_frames=3), realtime=True, on_message=watch(i))
+                for i, t in enumerate(texts)
+            ]
+            *results, _, late = await asyncio.gather(*clients, signal_when_heard(), late_comer())
             return results, late
 
         results, late = asyncio.run(main())
@@ -46,10 +63,9 @@ def run_drain(
 
 
 def test_streams_that_end_within_the_grace_period_complete_normally() -> None:
-    texts = unique_texts(3, seed=21)
-    results, (late, ready_status), exit_code = run_drain(
-        ["--drain-grace-s", "20"], texts, sigterm_after_s=0.8
-    )
+    *texts, anchor = unique_texts(4, seed=21)
+    texts.append(" ".join([anchor] * 4))  # a longer stream keeps the drain going for the late client
+    results, (late, ready_status), exit_code = run_drain(["--drain-grace-s", "20"], texts, ("Ready", 1))
     for text, result in zip(texts, results, strict=True):
         final = result.final
         assert final is not None and final["status"] == "complete"
@@ -64,7 +80,7 @@ def test_streams_that_end_within_the_grace_period_complete_normally() -> None:
 
 def test_streams_still_open_after_the_grace_period_are_flushed_with_a_final() -> None:
     texts = [" ".join(["longer", "stream", "than", "the", "grace", "period", "allows", "for", "sure"])]
-    results, _, exit_code = run_drain(["--drain-grace-s", "0.5"], texts, sigterm_after_s=1.0)
+    results, _, exit_code = run_drain(["--drain-grace-s", "0.5"], texts, ("Word", 2))
     (result,) = results
     final = result.final
     assert final is not None and final["status"] == "draining"
@@ -83,12 +99,18 @@ def test_a_second_signal_forces_exit() -> None:
     with serve_process("--engine", "fake", "--drain-grace-s", "60") as (proc, port):
 
         async def hold() -> float:
+            heard, warned = MessageWatch("Word"), MessageWatch("Warning")
             stream = asyncio.create_task(
-                stream_audio(f"ws://127.0.0.1:{port}/v1/stream", encode_text("hold " * 20), realtime=True)
+                stream_audio(
+                    f"ws://127.0.0.1:{port}/v1/stream",
+                    encode_text("hold " * 20),
+                    realtime=True,
+                    on_message=lambda received: (heard(received), warned(received)),
+                )
             )
-            await asyncio.sleep(0.5)
+            await heard.wait()
             proc.send_signal(signal.SIGINT)  # starts a 60 s drain
-            await asyncio.sleep(0.5)
+            await warned.wait()
             loop = asyncio.get_running_loop()
             started = loop.time()
             proc.send_signal(signal.SIGINT)  # does not wait for it

@@ -5,46 +5,32 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import time
+import select
 from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from stt.audio import float32_to_pcm16
 from stt.constants import END_OF_STREAM_BYTES, SAMPLE_RATE
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
 from stt.tools.client import StreamResult, stream_audio
-from tests.conftest import LiveServer, live_server
+from tests.helpers import LiveServer, hostile_client, live_server, unique_texts
 from tests.rawws import RawWebSocket
-from tests.test_concurrency import unique_texts
 
 Outcome = tuple[str, int | None]
 """(error code or "-", close code) of one hostile client."""
 
 
 async def hostile(url: str, items: list[bytes | str]) -> Outcome:
-    async with connect(url, max_size=None, ping_interval=None) as ws:
-        await ws.recv()  # Ready
-        messages: list[dict[str, Any]] = []
-        try:
-            for item in items:
-                await ws.send(item)
-        except ConnectionClosed:
-            pass  # the server may close before everything is sent; what it said is still buffered
-        try:
-            async for raw in ws:
-                messages.append(json.loads(raw))
-        except ConnectionClosed:
-            pass
-        errors = [m for m in messages if m["type"] == "Error"]
-        return (errors[0]["code"] if errors else "-"), ws.close_code
+    messages, close_code = await hostile_client(url, items)
+    errors = [m for m in messages if m["type"] == "Error"]
+    return (errors[0]["code"] if errors else "-"), close_code
 
 
 def raw_invalid_utf8(server: LiveServer) -> Outcome:
-    raw = RawWebSocket("127.0.0.1", _port(server))
+    raw = RawWebSocket("127.0.0.1", server.port)
     raw.send_frame(1, b"\xff\xfe\xfd not utf-8")
     _, code = raw.read_until_close()
     raw.close()
@@ -53,7 +39,7 @@ def raw_invalid_utf8(server: LiveServer) -> Outcome:
 
 def raw_half_open(server: LiveServer) -> Outcome:
     """Connects, sends one chunk, then goes silent without closing: the idle timeout ends it."""
-    raw = RawWebSocket("127.0.0.1", _port(server))
+    raw = RawWebSocket("127.0.0.1", server.port)
     raw.send_frame(2, float32_to_pcm16(encode_text("half")))
     texts, code = raw.read_until_close()
     raw.close()
@@ -61,18 +47,31 @@ def raw_half_open(server: LiveServer) -> Outcome:
     return (errors[0]["code"] if errors else "-"), code
 
 
+NEVER_READ = "ab cd ef"
+"""Under a second of audio (below the max_backlog_s of the suite) with few words: all the
+server says fits in the socket buffers, so it never waits on this client to read."""
+
+
 def raw_never_reads(server: LiveServer) -> Outcome:
-    """Streams plenty of words with a tiny receive buffer and never reads a byte."""
-    raw = RawWebSocket("127.0.0.1", _port(server), rcvbuf=1024)
-    audio = float32_to_pcm16(encode_text(" ".join(["ab"] * 150)))
-    size = 11_520 * 2
-    for offset in range(0, len(audio), size):
-        raw.send_frame(2, audio[offset : offset + size])
-        time.sleep(0.05)
+    """Sends its audio and the end marker, then neither reads nor answers the close handshake.
+    The server finishes the stream anyway and, after its close timeout, drops the connection;
+    only then does the client read what was said: all of it."""
+    raw = RawWebSocket("127.0.0.1", server.port)
+    raw.send_frame(2, float32_to_pcm16(encode_text(NEVER_READ)))
     raw.send_frame(2, END_OF_STREAM_BYTES)
-    time.sleep(1.0)
+    watcher = select.poll()
+    watcher.register(raw.sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    if not watcher.poll(60_000):  # the peer's FIN shows without reading a byte
+        raw.close()
+        return "still open after 60 s", None
+    texts, code = raw.read_until_close()
     raw.close()
-    return "-", None
+    messages = [json.loads(t) for t in texts]
+    words = [m["text"] for m in messages if m["type"] == "Word"]
+    finals = [m for m in messages if m["type"] == "Final"]
+    if words != NEVER_READ.split() or len(finals) != 1:
+        return f"lost output: {messages}", code
+    return finals[0]["status"], code
 
 
 async def flood(url: str) -> Outcome:
@@ -94,10 +93,6 @@ async def connect_disconnect(url: str, cycles: int, seed: int) -> int:
                 ws.transport.abort()  # vanish without a close handshake
         done += 1
     return done
-
-
-def _port(server: LiveServer) -> int:
-    return int(server.url.rsplit(":", 1)[1])
 
 
 def test_hostile_suite_beside_five_honest_streams() -> None:
@@ -144,11 +139,8 @@ def test_hostile_suite_beside_five_honest_streams() -> None:
         assert attacks["flood"] == ("too_fast", 4429)
         assert attacks["invalid_utf8"] == ("-", 1007)
         assert attacks["half_open"] == ("idle_timeout", 4408)
+        assert attacks["never_reads"] == ("complete", 1000)
         assert sum(attacks["cycles"]) == 1000
 
-        scheduler = server.app.state.scheduler
-        deadline = time.monotonic() + 10
-        while scheduler.used_slots and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert scheduler.used_slots == 0  # every hostile stream gave its slot back
-        assert len(server.app.state.lifecycle) == 0
+        server.wait_for_no_streams()
+        assert server.app.state.scheduler.used_slots == 0  # every hostile stream gave its slot back

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,12 +11,8 @@ from stt.audio import float32_to_pcm16
 from stt.constants import SAMPLE_RATE
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from tests.conftest import app_client
-from tests.server.test_app import CLOSE, collect, expect_error
-
-
-def pcm(text: str, **kwargs: Any) -> bytes:
-    return float32_to_pcm16(encode_text(text, **kwargs))
+from tests.fakes import FakeConnection
+from tests.helpers import CLOSE, app_client, collect, expect_error, pcm
 
 
 def chunks(data: bytes, ms: float) -> list[bytes]:
@@ -111,11 +105,12 @@ def test_session_length_limit_warns_then_ends_with_a_final() -> None:
             warning = ws.receive_json()
         assert warning["type"] == "Warning" and warning["code"] == "session_ending"
         assert warning["remaining_s"] == pytest.approx(0.3)
-        time.sleep(0.5)
+        final = ws.receive_json()
+        while final["type"] == "Word":
+            final = ws.receive_json()
         ws.send_bytes(pcm("ignored"))  # after the cut: ignored, not an error
-        messages, code = collect(ws)
-    final = messages[-1]
-    assert code == 1000
+        rest, code = collect(ws)
+    assert code == 1000 and rest == []
     assert final["type"] == "Final" and final["status"] == "max_duration"
     assert final["transcript"] == "before the limit"
 
@@ -178,12 +173,11 @@ def test_a_client_that_stops_reading_is_dropped() -> None:
 
     from stt.scheduler import Scheduler
     from stt.session import Binary, Session, SessionLimits
-    from tests.test_session import FakeConnection
 
     class StuckConnection(FakeConnection):
         async def send_text(self, text: str) -> None:
             if self.sent:  # Ready goes out, then the client stops reading
-                await asyncio.sleep(3600)
+                await asyncio.Event().wait()  # never accepts anything
             await super().send_text(text)
 
     async def main() -> tuple[Session, int]:
@@ -208,11 +202,10 @@ def test_send_timeout_drops_a_client_that_accepts_nothing() -> None:
 
     from stt.scheduler import Scheduler
     from stt.session import Session, SessionLimits
-    from tests.test_session import FakeConnection
 
     class Frozen(FakeConnection):
         async def send_text(self, text: str) -> None:
-            await asyncio.sleep(3600)
+            await asyncio.Event().wait()  # never accepts anything
 
     async def main() -> Session:
         scheduler = Scheduler(FakeEngine(slots=1))

@@ -15,7 +15,7 @@ from stt.engine.interface import StepInput, StepOutput
 from stt.tools.client import Received, StreamResult
 from stt.tools.samples import write_tone_set
 from stt.tools.stress import StressOptions, check_stream, latencies, load_manifest, run_stress
-from tests.conftest import live_server
+from tests.helpers import live_server
 
 
 class CrossWiredEngine(FakeEngine):

@@ -10,6 +10,7 @@ import asyncio
 import gc
 import io
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -299,10 +300,25 @@ class DrainingServer(uvicorn.Server):
         self._grace_s = grace_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Task[None] | None = None
+        self.startup_done = threading.Event()
+        """Set once startup has finished, listening or failed (`started` says which): another
+        thread (a test running the server in the background) waits on it instead of polling."""
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The loop it serves on, once serving: other threads hand it coroutines with
+        `asyncio.run_coroutine_threadsafe` (tests await the server's own events this way)."""
+        return self._loop
 
     async def serve(self, sockets: list[Any] | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
+
+    async def startup(self, sockets: list[Any] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.startup_done.set()
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._loop is None or self._drain is not None or self.should_exit:
@@ -341,10 +357,10 @@ def quiet_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def run_server(settings: Settings, engine: Engine) -> None:
-    """Serve `engine` with uvicorn until SIGTERM/SIGINT, then drain gracefully."""
+def build_server(settings: Settings, engine: Engine) -> DrainingServer:
+    """The uvicorn server `stt serve` runs, serving `engine` on settings.host:settings.port
+    (port 0: any free port). Tests run this very server, so they exercise its config."""
     app = create_app(settings, engine=engine)
-    quiet_gc()
     config = uvicorn.Config(
         app,
         host=settings.server.host,
@@ -358,4 +374,11 @@ def run_server(settings: Settings, engine: Engine) -> None:
         # streams (benchmarks/server_load.py --deflate).
         ws_per_message_deflate=False,
     )
-    DrainingServer(config, app.state.lifecycle, settings.server.drain_grace_s).run()
+    return DrainingServer(config, app.state.lifecycle, settings.server.drain_grace_s)
+
+
+def run_server(settings: Settings, engine: Engine) -> None:
+    """Serve `engine` with uvicorn until SIGTERM/SIGINT, then drain gracefully."""
+    server = build_server(settings, engine)
+    quiet_gc()
+    server.run()

@@ -63,17 +63,18 @@ class Lifecycle:
             stream.warn(
                 "draining", f"the server is shutting down; this stream ends within {grace_s:g} s", grace_s
             )
-        if not await self._wait_empty(grace_s):
+        if not await self.wait_empty(grace_s):
             log.info("grace period over; flushing", extra=fields(open_streams=len(self._streams)))
             for stream in list(self._streams):
                 stream.end_by_server(FinalStatus.DRAINING)
-            if not await self._wait_empty(flush_timeout_s):
+            if not await self.wait_empty(flush_timeout_s):
                 log.warning(
                     "streams still open after flushing", extra=fields(open_streams=len(self._streams))
                 )
         log.info("drained")
 
-    async def _wait_empty(self, timeout_s: float) -> bool:
+    async def wait_empty(self, timeout_s: float) -> bool:
+        """Wait until no stream is open; False if some still are after `timeout_s`."""
         try:
             async with asyncio.timeout(timeout_s):
                 await self._empty.wait()

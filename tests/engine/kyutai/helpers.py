@@ -1,7 +1,14 @@
-"""Driving the Kyutai engine row by row in tests."""
+"""Driving the Kyutai engine row by row in tests, and whether it can run here.
+
+CPU settings for moshi are set here, before torch or moshi is imported (tests/engine/conftest.py
+imports this module first): no torch.compile (it needs a compiler and minutes) and one thread
+(conv1d is far slower with two here).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,8 +19,14 @@ import numpy.typing as npt
 from stt.audio import float32_to_pcm16, pcm16_to_float32
 from stt.constants import FRAME_SAMPLES
 from stt.engine.interface import EngineEvent, StepInput
-from tests.conftest import make_settings
 from tests.fakes import Listener
+from tests.helpers import make_settings
+
+os.environ.setdefault("NO_TORCH_COMPILE", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+KYUTAI_LIBS = all(importlib.util.find_spec(m) is not None for m in ("torch", "moshi", "sentencepiece"))
+SKIP_REASON = "torch/moshi/sentencepiece not installed (the kyutai extra + moshi --no-deps; `make setup`)"
 
 Frames = npt.NDArray[np.float32]
 

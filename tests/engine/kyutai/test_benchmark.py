@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
+from tests.engine.kyutai.helpers import KYUTAI_LIBS, SKIP_REASON
 
 pytestmark = pytest.mark.skipif(not KYUTAI_LIBS, reason=SKIP_REASON)
 

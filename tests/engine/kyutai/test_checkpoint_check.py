@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from stt.audio import write_wav
-from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
-from tests.engine.kyutai.helpers import clip
+from tests.engine.kyutai.helpers import KYUTAI_LIBS, SKIP_REASON, clip
 
 pytestmark = pytest.mark.skipif(not KYUTAI_LIBS, reason=SKIP_REASON)
 

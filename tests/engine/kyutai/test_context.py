@@ -11,8 +11,7 @@ import pytest
 
 from stt.engine.interface import WordEvent
 from stt.engine.kyutai.context import ContextClock, ContextPolicy, Refresh
-from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
-from tests.engine.kyutai.helpers import Driver, build, clip, reference_loop
+from tests.engine.kyutai.helpers import KYUTAI_LIBS, SKIP_REASON, Driver, build, clip, reference_loop
 
 POLICY = ContextPolicy(horizon=10, earliest=5, quiet_frames=3, pause_threshold=0.5)
 

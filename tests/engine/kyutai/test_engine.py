@@ -16,8 +16,15 @@ import pytest
 from stt.constants import FRAME_SECONDS
 from stt.engine.interface import Engine, PauseEvent, WordEvent
 from stt.engine.kyutai.words import KYUTAI_IDS
-from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
-from tests.engine.kyutai.helpers import Driver, PlannedStreams, build, clip, reference_loop
+from tests.engine.kyutai.helpers import (
+    KYUTAI_LIBS,
+    SKIP_REASON,
+    Driver,
+    PlannedStreams,
+    build,
+    clip,
+    reference_loop,
+)
 
 pytestmark = pytest.mark.skipif(not KYUTAI_LIBS, reason=SKIP_REASON)
 SLOTS = 4

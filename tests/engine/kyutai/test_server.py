@@ -15,9 +15,8 @@ from stt.audio import float32_to_pcm16, pcm16_to_float32, write_wav
 from stt.constants import CHUNK_BYTES, FRAME_SAMPLES
 from stt.tools.client import StreamResult, stream_audio
 from stt.tools.serve_process import clean_env
-from tests.conftest import app_client, live_server, serve_process
-from tests.engine.conftest import KYUTAI_LIBS, SKIP_REASON
-from tests.engine.kyutai.helpers import build, clip
+from tests.engine.kyutai.helpers import KYUTAI_LIBS, SKIP_REASON, build, clip
+from tests.helpers import app_client, live_server, serve_process
 
 pytestmark = pytest.mark.skipif(not KYUTAI_LIBS, reason=SKIP_REASON)
 SLOTS = 4
