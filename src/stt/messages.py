@@ -90,6 +90,9 @@ class Configure:
     language: str | None = None
     pauses: bool = False
     """Send Pause (end-of-turn) messages, where the engine predicts them."""
+    backpressure: bool = False
+    """Slow a client that sends faster than the engine steps (stop reading) instead of
+    closing it with too_fast: for clients that stream files over the socket."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +112,7 @@ class CloseStream:
 
 ClientMessage: TypeAlias = Configure | KeepAlive | Finalize | CloseStream
 
-_CONFIGURE_FIELDS = frozenset({"type", "language", "pauses"})
+_CONFIGURE_FIELDS = frozenset({"type", "language", "pauses", "backpressure"})
 _SIMPLE: dict[str, ClientMessage] = {
     "KeepAlive": KeepAlive(),
     "Finalize": Finalize(),
@@ -142,7 +145,14 @@ def parse_client_text(text: str) -> ClientMessage:
         pauses = data.get("pauses", False)
         if not isinstance(pauses, bool):
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure.pauses must be true or false")
-        return Configure(language=language.lower() if isinstance(language, str) else None, pauses=pauses)
+        backpressure = data.get("backpressure", False)
+        if not isinstance(backpressure, bool):
+            raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure.backpressure must be true or false")
+        return Configure(
+            language=language.lower() if isinstance(language, str) else None,
+            pauses=pauses,
+            backpressure=backpressure,
+        )
     shown = repr(kind)[:40]
     raise ProtocolError(
         ErrorCode.BAD_MESSAGE, f"unknown message type {shown}; expected one of {', '.join(CLIENT_TYPES)}"

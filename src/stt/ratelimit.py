@@ -20,13 +20,23 @@ class TokenBucket:
     def take(self) -> bool:
         if self.rate <= 0:
             return True  # limiting is off
-        now = self._clock()
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
+        self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
             return True
         return False
+
+    def due_in_s(self) -> float:
+        """Seconds until `take()` would succeed (0 when it would now)."""
+        if self.rate <= 0:
+            return 0.0
+        self._refill()
+        return max(0.0, (1 - self._tokens) / self.rate)
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
 
 
 class KeyedRateLimiter:

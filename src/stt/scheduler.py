@@ -78,6 +78,8 @@ class StreamPort(Protocol):
 
     def release(self, stream_id: int) -> None: ...
 
+    def watch_steps(self, stream_id: int, watcher: Callable[[], None]) -> None: ...
+
 
 class StreamHandle:
     """A stream's way into the scheduler. Methods are called on the event loop."""
@@ -108,6 +110,12 @@ class StreamHandle:
         """Flush everything sent so far (`tail` is the last partial frame's samples)."""
         self._port.finalize(self.id, tail, end=end)
 
+    def watch_steps(self, watcher: Callable[[], None]) -> None:
+        """Call `watcher` on the event loop after every engine step that advanced this stream
+        (after the step's results were delivered), until the stream is released. Protocols
+        that report each model step (Kyutai's `Step`) and backpressure use it."""
+        self._port.watch_steps(self.id, watcher)
+
     def close(self) -> None:
         """Drop the stream now and free its slot (idempotent)."""
         if not self.closed:
@@ -122,6 +130,8 @@ class _Port:
         self._planner = planner
         self._wake = wake
         self._freed = freed
+        self.step_watchers: dict[int, Callable[[], None]] = {}
+        """Per stream id: called after each step that held the stream (see watch_steps)."""
 
     def slot_of(self, stream_id: int) -> int:
         return self._planner.slot_of(stream_id)
@@ -141,8 +151,28 @@ class _Port:
         self._wake()
 
     def release(self, stream_id: int) -> None:
+        self.step_watchers.pop(stream_id, None)
         self._planner.close(stream_id)
         self._freed()
+
+    def watch_steps(self, stream_id: int, watcher: Callable[[], None]) -> None:
+        self._planner.slot_of(stream_id)  # raises for a stream that is not open
+        self.step_watchers[stream_id] = watcher
+
+    def stepped(self, owners: Sequence[int]) -> None:
+        """Tell the watchers of a finished step's streams (a watcher's bug closes only its stream)."""
+        watchers = self.step_watchers
+        if not watchers:
+            return
+        for stream_id in owners:
+            watcher = watchers.get(stream_id)
+            if watcher is None:
+                continue
+            try:
+                watcher()
+            except Exception:
+                log.exception("step watcher of stream %d failed; closing it", stream_id)
+                self.release(stream_id)
 
 
 class _WordsFuture:
@@ -373,6 +403,7 @@ class Scheduler:
             stats.last_rows = len(plan)
             self._planner.complete(plan, output)
             wake = output.wake
+            self._port.stepped(plan.owners)
             self._slot_freed()
             for observer in self._observers:
                 observer(elapsed, len(plan))

@@ -11,8 +11,16 @@ The session does not take its slot: the caller holds one for it with
 `async with scheduler.stream(session) as handle: await session.run(conn, handle)`, so the
 slot is released however the connection ends. Client messages are decoded by `decode`
 (this server's wire format by default, `decode_message`), then checked against the
-protocol's rules in `handle`; another protocol's adapter passes its own decoder, or calls
-`handle` with messages it decoded itself.
+protocol's rules in `handle`; server messages are turned into wire frames by `encode`
+(JSON text by default). Another protocol's adapter (stt.server.kyutai_protocol,
+stt.server.realtime_protocol) passes its own decoder and encoder, sends frames of its own
+with `send_frames`, and may watch each engine step (`on_step`); the slot, limits, errors,
+metrics and drain stay this module's.
+
+With `backpressure`, a client that sends audio faster than the engine steps it is slowed
+instead of closed with too_fast: the receive loop stops reading while the backlog is above
+`max_backlog_s` (TCP flow control then holds the client back), and waits for a token when
+the message rate is above `max_messages_per_s`.
 """
 
 from __future__ import annotations
@@ -26,8 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
+
 from stt.audio import FrameAssembler, pcm16_to_float32
-from stt.constants import END_OF_STREAM_BYTES, FRAME_SECONDS, SAMPLE_RATE
+from stt.constants import END_OF_STREAM_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 from stt.engine.interface import EngineEvent, EngineInfo, StreamOptions, WordEvent
 from stt.limits import SessionLimits
 from stt.logs import fields
@@ -86,11 +97,29 @@ class Audio:
     pcm: bytes
 
 
-ClientInput: TypeAlias = Audio | ClientMessage
+@dataclass(frozen=True, slots=True)
+class Samples:
+    """The next samples of the stream as float32 in [-1, 1] (protocols that send floats)."""
+
+    samples: npt.NDArray[np.float32]
+
+
+ClientInput: TypeAlias = Audio | Samples | ClientMessage
 """A client message once its protocol's adapter has decoded it."""
 
 Decoder: TypeAlias = Callable[[Binary | Text], ClientInput]
 """Turns one wire message into a ClientInput; raises ProtocolError for one it cannot read."""
+
+Frame: TypeAlias = str | bytes
+"""One WebSocket message to the client: text or binary."""
+
+Encoder: TypeAlias = Callable[[ServerMessage], Sequence[Frame]]
+"""Turns one of the session's messages into the wire frames of its protocol (maybe none)."""
+
+
+def encode_message(message: ServerMessage) -> Sequence[Frame]:
+    """This server's wire format: every message is one JSON text frame."""
+    return (message.to_json(),)
 
 
 def decode_message(message: Binary | Text) -> ClientInput:
@@ -113,6 +142,8 @@ class Connection(Protocol):
         ...
 
     async def send_text(self, text: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
 
     async def close(self, code: int, reason: str = "") -> None: ...
 
@@ -167,6 +198,10 @@ class Session:
         session_id: str | None = None,
         client: str = "-",
         decode: Decoder = decode_message,
+        encode: Encoder = encode_message,
+        on_step: Callable[[], None] | None = None,
+        backpressure: bool = False,
+        pauses: bool = False,
     ) -> None:
         self.id = session_id or uuid.uuid4().hex
         self.words: list[WordEvent] = []
@@ -175,14 +210,20 @@ class Session:
         self._metrics = metrics or Metrics()
         self._client = client
         self._decode = decode
+        self._encode = encode
+        self._on_step = on_step
+        self._backpressure = backpressure
+        self._stepped = asyncio.Event()
+        self.steps = 0
+        """Engine steps that advanced this stream (counted when backpressure or on_step is on)."""
         self._state = StreamState()
         self._assembler = FrameAssembler()
         self._handle: StreamHandle | None = None
-        self._outbox: asyncio.Queue[str | _Close] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Frame | _Close] = asyncio.Queue()
         self._sender: asyncio.Task[None] | None = None
         self._messages = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
         self._arrivals = _ArrivalClock()
-        self._pauses = False
+        self._pauses = pauses
         self._opened = time.monotonic()
         self._ended_at: float | None = None
         self._timers: list[asyncio.TimerHandle] = []
@@ -201,6 +242,13 @@ class Session:
         return self._assembler.samples_in / SAMPLE_RATE
 
     @property
+    def backlog_samples(self) -> int:
+        """`backlog_s` in samples."""
+        if self._handle is None or self.state not in _SENDING:
+            return 0
+        return self._handle.backlog_frames * FRAME_SAMPLES + self._assembler.pending_samples
+
+    @property
     def backlog_s(self) -> float:
         """Audio received but not yet stepped by the engine (none once closing: the planner
         may have let the stream go, and nothing more will be stepped for it)."""
@@ -216,6 +264,8 @@ class Session:
         while accept() runs (a drain) comes after it, and the session can be ended from then on.
         """
         self._handle = handle
+        if self._backpressure or self._on_step is not None:
+            handle.watch_steps(self._stepped_once)
         info = self._info
         self._send(Ready(self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits))
         self._arm_session_timer()
@@ -286,6 +336,8 @@ class Session:
 
     async def _receive_loop(self, conn: Connection) -> None:
         while self.state in _SENDING:
+            if self._backpressure:
+                await self._hold_back()
             timeout = self._limits.idle_timeout_s if self._state.is_open else None
             try:
                 async with asyncio.timeout(timeout):
@@ -296,6 +348,23 @@ class Session:
             if isinstance(message, Disconnect):
                 return
             self.receive(message)
+
+    async def _hold_back(self) -> None:
+        """Backpressure: read nothing more while the backlog is above its limit (until steps
+        bring it down) or the message rate is above its limit (until a token is due)."""
+        while self.state in _RECEIVING and self.backlog_s > self._limits.max_backlog_s:
+            self._stepped.clear()
+            await self._stepped.wait()
+        due = self._messages.due_in_s()
+        if due > 0 and self.state in _RECEIVING:
+            await asyncio.sleep(due)  # the rate limit's timer, not a synchronisation
+
+    def _stepped_once(self) -> None:
+        """The engine advanced this stream by one frame (the scheduler calls this)."""
+        self.steps += 1
+        self._stepped.set()
+        if self._on_step is not None and self.state in _SENDING:
+            self._on_step()
 
     def receive(self, message: Binary | Text) -> None:
         """One client message off the wire: the size and rate limits, `decode`, then `handle`.
@@ -319,6 +388,8 @@ class Session:
         match message:
             case Audio(pcm):
                 self._audio(pcm)
+            case Samples(samples):
+                self._samples(samples)
             case KeepAlive():
                 pass
             case Configure() as configure:
@@ -337,7 +408,7 @@ class Session:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE, f"message of {size} bytes exceeds {self._limits.max_message_bytes}"
             )
-        if not self._messages.take():
+        if not self._messages.take() and not self._backpressure:
             raise ProtocolError(
                 ErrorCode.RATE_LIMITED,
                 f"more than {self._limits.max_messages_per_s:g} messages per second; send larger chunks",
@@ -349,7 +420,12 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_FRAME, f"binary message of {len(data)} bytes is not PCM16 (odd byte count)"
             )
-        samples = len(data) // 2
+        self._samples(pcm16_to_float32(data))
+
+    def _samples(self, audio: npt.NDArray[np.float32]) -> None:
+        """Audio as float32 samples: the chunk limits, then into the stream's frames."""
+        self._require_open("audio")
+        samples = int(audio.size)
         if _ms(samples) > self._limits.max_chunk_ms:
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
@@ -367,12 +443,12 @@ class Session:
         if _ms(samples) < self._limits.min_chunk_ms:
             state.note_short_chunk(_ms(samples))
         stream = self._stream
-        stream.push(self._assembler.push(pcm16_to_float32(data)))
+        stream.push(self._assembler.push(audio))
         self._arrivals.mark(self._assembler.samples_in, time.monotonic())
         self._metrics.audio_seconds.inc(samples / SAMPLE_RATE)
         backlog = self.backlog_s
         self._metrics.stream_backlog.observe(backlog)
-        if backlog > self._limits.max_backlog_s:
+        if backlog > self._limits.max_backlog_s and not self._backpressure:
             raise ProtocolError(
                 ErrorCode.TOO_FAST,
                 f"audio arrives faster than the engine processes it: {backlog:.1f} s are waiting "
@@ -394,6 +470,10 @@ class Session:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "this engine does not predict pauses")
         self._stream.configure(StreamOptions(language=message.language))
         self._pauses = message.pauses
+        if message.backpressure and not self._backpressure:
+            self._backpressure = True
+            if self._on_step is None:
+                self._stream.watch_steps(self._stepped_once)
 
     def _end_of_stream(self, ending: State, reason: CloseReason) -> None:
         self._state.move(ending, reason)
@@ -455,10 +535,20 @@ class Session:
     # -- outbox ------------------------------------------------------------------------------
 
     def _send(self, message: ServerMessage) -> None:
-        if self._outbox.qsize() >= self._limits.max_outbox_messages:
-            self._abandon(f"{self._outbox.qsize()} messages unread")
-            return
-        self._outbox.put_nowait(message.to_json())
+        self._queue(self._encode(message))
+
+    def send_frames(self, frames: Sequence[Frame]) -> None:
+        """Queue frames of the adapter's own protocol behind what is queued (while results
+        may still go out; ignored after the Final or Error)."""
+        if self.state in _SENDING:
+            self._queue(frames)
+
+    def _queue(self, frames: Sequence[Frame]) -> None:
+        for frame in frames:
+            if self._outbox.qsize() >= self._limits.max_outbox_messages:
+                self._abandon(f"{self._outbox.qsize()} messages unread")
+                return
+            self._outbox.put_nowait(frame)
 
     def _fail(self, code: ErrorCode, message: str) -> None:
         if self.state not in _SENDING:
@@ -494,7 +584,10 @@ class Session:
                     if isinstance(item, _Close):
                         await conn.close(item.code, item.reason)
                         return
-                    await conn.send_text(item)
+                    if isinstance(item, str):
+                        await conn.send_text(item)
+                    else:
+                        await conn.send_bytes(item)
         except TimeoutError:
             self._abandon(f"no data accepted for {self._limits.send_timeout_s:g} s")
         except (OSError, RuntimeError) as exc:
@@ -518,11 +611,15 @@ __all__ = [
     "Decoder",
     "Connection",
     "Disconnect",
+    "Encoder",
+    "Frame",
     "Incoming",
+    "Samples",
     "Session",
     "SessionLimits",
     "State",
     "Text",
     "decode_message",
+    "encode_message",
     "refuse_json",
 ]

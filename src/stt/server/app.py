@@ -7,11 +7,12 @@ registry are made in the lifespan and live on `app.state`. Tests pass a ready en
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import io
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
 from typing import Annotated, Any
@@ -26,20 +27,24 @@ from starlette.websockets import WebSocketDisconnect
 from stt.audio import read_audio
 from stt.config import Settings
 from stt.constants import PROTOCOL_VERSION, SAMPLE_RATE
-from stt.engine.interface import CountingEngine, Engine, StreamOptions
+from stt.engine.interface import CountingEngine, Engine, EngineInfo, StreamOptions
 from stt.engine.registry import build_engine
 from stt.logs import fields
 from stt.messages import ErrorCode
 from stt.metrics import CONTENT_TYPE, Metrics
+from stt.protocols import Adapter, kyutai
+from stt.protocols.native import NativeProtocol
 from stt.ratelimit import KeyedRateLimiter
 from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler
 from stt.server.auth import Authenticator, extract_token
 from stt.server.lifecycle import Lifecycle
-from stt.session import Binary, Disconnect, Incoming, Session, Text, refuse_json
+from stt.session import Binary, Disconnect, Frame, Incoming, Session, Text
 
 log = logging.getLogger(__name__)
 
 STREAM_PATHS = ("/v1/stream", "/v1/transcribe")
+AdapterFactory = Callable[[EngineInfo, str], Adapter]
+"""Builds a connection's protocol adapter (and its session) from the engine and client address."""
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
 """Reachable without an API key (orchestrators probe them)."""
 
@@ -67,6 +72,9 @@ class _StarletteConnection:
 
     async def send_text(self, text: str) -> None:
         await self._ws.send_text(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._ws.send_bytes(data)
 
     async def close(self, code: int, reason: str = "") -> None:
         await self._ws.close(code, reason)
@@ -113,7 +121,7 @@ class _AuthMiddleware:
             self.metrics.rejections.labels("unauthorized").inc()
             message = (
                 "missing or invalid API key: send `Authorization: Bearer KEY`, "
-                "the `kyutai-api-key: KEY` header, or ?token=KEY"
+                "the `kyutai-api-key: KEY` header, ?token=KEY or ?auth_id=KEY"
             )
             response = _error(401, ErrorCode.UNAUTHORIZED.value, message, {"WWW-Authenticate": "Bearer"})
             await _deny(scope, receive, send, response)
@@ -124,6 +132,10 @@ class _AuthMiddleware:
 
 def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     """The application. Without `engine`, the configured one is built at startup."""
+    limits = settings.limits
+    # Kyutai clients send audio of any length (the last chunk of a file, then silence): no
+    # minimum chunk there; every other limit is the same.
+    kyutai_limits = dataclasses.replace(limits, min_chunk_ms=0.0)
     metrics = Metrics()
     authenticator = Authenticator.from_settings(settings.auth.api_keys, settings.auth.api_keys_file)
     connects = KeyedRateLimiter(settings.auth.connect_rate_per_s, settings.auth.connect_burst)
@@ -203,15 +215,32 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     async def metrics_endpoint() -> Response:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    async def refuse(websocket: WebSocket, code: ErrorCode, message: str) -> None:
+    async def refuse(websocket: WebSocket, code: ErrorCode, frame: Frame) -> None:
         metrics.rejections.labels(code.value).inc()
         await websocket.accept()
-        await websocket.send_text(refuse_json(code, message))
+        if isinstance(frame, str):
+            await websocket.send_text(frame)
+        else:
+            await websocket.send_bytes(frame)
         await websocket.close(code.close_code, code.value)
 
-    async def stream(websocket: WebSocket) -> None:
+    def native(info: EngineInfo, client: str) -> Adapter:
+        return NativeProtocol(Session(info, limits, metrics, client=client))
+
+    def kyutai_adapter(info: EngineInfo, client: str) -> Adapter:
+        return kyutai.KyutaiProtocol(info, kyutai_limits, metrics, client=client)
+
+    def endpoint(build: AdapterFactory) -> Callable[[WebSocket], Awaitable[None]]:
+        async def serve_protocol(websocket: WebSocket) -> None:
+            await serve(websocket, build)
+
+        return serve_protocol
+
+    async def serve(websocket: WebSocket, build: AdapterFactory) -> None:
+        """One stream of any protocol: the same admission, slot, drain and session."""
         scheduler = scheduler_of(websocket.app)
         client = websocket.client.host if websocket.client else "-"
+        adapter = build(scheduler.info, client)
         key = getattr(websocket.state, "api_key", None) or f"addr:{client}"
         if not connects.allow(key):
             metrics.rejections.labels(ErrorCode.RATE_LIMITED.value).inc()
@@ -220,11 +249,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             await _deny(websocket.scope, websocket.receive, websocket.send, response)
             return
         if not lifecycle.accepting:
-            await refuse(
-                websocket, ErrorCode.DRAINING, "the server is shutting down; connect to another replica"
-            )
+            message = "the server is shutting down; connect to another replica"
+            await refuse(websocket, ErrorCode.DRAINING, adapter.refusal(ErrorCode.DRAINING, message))
             return
-        session = Session(scheduler.info, settings.limits, metrics, client=client)
+        session = adapter.session
         try:
             async with scheduler.stream(session) as handle:
                 # The slot is taken before the upgrade (a refusal is sent instead of Ready) and
@@ -235,10 +263,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                 finally:
                     lifecycle.discard(session)
         except NoCapacityError as exc:
-            await refuse(websocket, ErrorCode.OVER_CAPACITY, str(exc))
+            frame = adapter.refusal(ErrorCode.OVER_CAPACITY, str(exc))
+            await refuse(websocket, ErrorCode.OVER_CAPACITY, frame)
 
     for path in STREAM_PATHS:
-        app.add_api_websocket_route(path, stream)
+        app.add_api_websocket_route(path, endpoint(native))
+    app.add_api_websocket_route(kyutai.PATH, endpoint(kyutai_adapter))
 
     @app.post("/v1/audio/transcriptions", response_model=None)
     async def transcriptions(

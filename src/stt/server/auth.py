@@ -18,6 +18,8 @@ from pathlib import Path
 BEARER = "bearer "
 API_KEY_HEADER = "kyutai-api-key"
 QUERY_PARAM = "token"
+KYUTAI_QUERY_PARAM = "auth_id"
+"""moshi-server's query parameter for the key (its clients' alternative to the header)."""
 _DIGEST_PREFIX = "sha256:"
 
 
@@ -103,12 +105,13 @@ def parse_key_file(text: str) -> list[tuple[str, str]]:
 
 
 def extract_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-    """The key a request carries: `Authorization: Bearer`, the `kyutai-api-key` header, or
-    `?token=` (browsers cannot set headers on a WebSocket). Nothing else counts."""
+    """The key a request carries: `Authorization: Bearer`, the `kyutai-api-key` header,
+    `?token=` (browsers cannot set headers on a WebSocket) or moshi-server's `?auth_id=`.
+    Nothing else counts."""
     authorization = headers.get("authorization")
     if authorization is not None and authorization[: len(BEARER)].lower() == BEARER:
         return authorization[len(BEARER) :].strip()
     header = headers.get(API_KEY_HEADER)
     if header is not None:
         return header.strip()
-    return query.get(QUERY_PARAM)
+    return query.get(QUERY_PARAM, query.get(KYUTAI_QUERY_PARAM))
