@@ -8,6 +8,7 @@ import random
 import select
 from typing import Any
 
+import msgpack
 import numpy as np
 from websockets.asyncio.client import connect
 
@@ -15,6 +16,7 @@ from stt.audio import float32_to_pcm16
 from stt.constants import END_OF_STREAM_BYTES, SAMPLE_RATE
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
+from stt.protocols.kyutai import PATH as KYUTAI_PATH
 from stt.tools.client import StreamResult, stream_audio
 from tests.helpers import LiveServer, hostile_client, live_server, unique_texts
 from tests.rawws import RawWebSocket
@@ -27,6 +29,61 @@ async def hostile(url: str, items: list[bytes | str]) -> Outcome:
     messages, close_code = await hostile_client(url, items)
     errors = [m for m in messages if m["type"] == "Error"]
     return (errors[0]["code"] if errors else "-"), close_code
+
+
+async def kyutai_hostile(url: str, items: list[bytes | str]) -> Outcome:
+    """A moshi-server protocol client: its Error's code (the message's prefix), close code."""
+    async with connect(url, max_size=None, ping_interval=None) as ws:
+        assert msgpack.unpackb(await ws.recv()) == {"type": "Ready"}
+        messages: list[dict[str, Any]] = []
+        try:
+            for item in items:
+                await ws.send(item)
+        except ConnectionClosed:
+            pass
+        try:
+            async for raw in ws:
+                messages.append(msgpack.unpackb(raw))
+        except ConnectionClosed:
+            pass
+        errors = [m["message"].split(":", 1)[0] for m in messages if m["type"] == "Error"]
+        return (errors[0] if errors else "-"), ws.close_code
+
+
+def kyutai_attacks(url: str) -> dict[str, Any]:
+    def pack(message: Any) -> bytes:
+        data: bytes = msgpack.packb(message, use_bin_type=True)
+        return data
+
+    audio = pack({"type": "Audio", "pcm": [0.0] * 1920})
+    return {
+        "k_not_msgpack": kyutai_hostile(url, [audio, b"\xc1\xc1 not msgpack"]),
+        "k_truncated": kyutai_hostile(url, [pack({"type": "Audio", "pcm": [0.5] * 100})[:-7]]),
+        "k_not_a_map": kyutai_hostile(url, [pack([1, 2, 3])]),
+        "k_unknown_type": kyutai_hostile(url, [pack({"type": "Reboot"})]),
+        "k_text_frame": kyutai_hostile(url, ['{"type": "Audio", "pcm": []}']),
+        "k_pcm_strings": kyutai_hostile(url, [pack({"type": "Audio", "pcm": ["loud"] * 10})]),
+        "k_pcm_nan": kyutai_hostile(url, [pack({"type": "Audio", "pcm": [float("nan")] * 10})]),
+        "k_pcm_not_list": kyutai_hostile(url, [pack({"type": "Audio", "pcm": b"\x00\x01"})]),
+        "k_marker_id": kyutai_hostile(url, [audio, pack({"type": "Marker", "id": "zero"})]),
+        "k_bad_opus": kyutai_hostile(url, [pack({"type": "OggOpus", "data": b"not an ogg page" * 8})]),
+        "k_too_long": kyutai_hostile(url, [pack({"type": "Audio", "pcm": [0.0] * 5 * 24_000})]),
+    }
+
+
+KYUTAI_OUTCOMES = {
+    "k_not_msgpack": ("bad_message", 4400),
+    "k_truncated": ("bad_message", 4400),
+    "k_not_a_map": ("bad_message", 4400),
+    "k_unknown_type": ("bad_message", 4400),
+    "k_text_frame": ("bad_message", 4400),
+    "k_pcm_strings": ("bad_frame", 4400),
+    "k_pcm_nan": ("bad_frame", 4400),
+    "k_pcm_not_list": ("bad_frame", 4400),
+    "k_marker_id": ("bad_message", 4400),
+    "k_bad_opus": ("bad_frame", 4400),
+    "k_too_long": ("too_large", 4413),
+}
 
 
 def raw_invalid_utf8(server: LiveServer) -> Outcome:
@@ -121,6 +178,7 @@ def test_hostile_suite_beside_five_honest_streams() -> None:
                 "half_open": asyncio.to_thread(raw_half_open, server),
                 "never_reads": asyncio.to_thread(raw_never_reads, server),
                 "cycles": asyncio.gather(*(connect_disconnect(url, 250, seed) for seed in range(4))),
+                **kyutai_attacks(server.url.replace("http://", "ws://") + KYUTAI_PATH),
             }
             results = await asyncio.gather(*honest, *attacks.values())
             return list(results[: len(texts)]), dict(zip(attacks, results[len(texts) :], strict=True))
@@ -141,6 +199,7 @@ def test_hostile_suite_beside_five_honest_streams() -> None:
         assert attacks["half_open"] == ("idle_timeout", 4408)
         assert attacks["never_reads"] == ("complete", 1000)
         assert sum(attacks["cycles"]) == 1000
+        assert {name: attacks[name] for name in KYUTAI_OUTCOMES} == KYUTAI_OUTCOMES
 
         server.wait_for_no_streams()
         assert server.app.state.scheduler.used_slots == 0  # every hostile stream gave its slot back
