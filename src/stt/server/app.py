@@ -32,7 +32,7 @@ from stt.engine.registry import build_engine
 from stt.logs import fields
 from stt.messages import ErrorCode
 from stt.metrics import CONTENT_TYPE, Metrics
-from stt.protocols import Adapter, kyutai
+from stt.protocols import Adapter, kyutai, realtime
 from stt.protocols.native import NativeProtocol
 from stt.ratelimit import KeyedRateLimiter
 from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler
@@ -136,6 +136,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     # Kyutai clients send audio of any length (the last chunk of a file, then silence): no
     # minimum chunk there; every other limit is the same.
     kyutai_limits = dataclasses.replace(limits, min_chunk_ms=0.0)
+    # OpenAI's clients append audio of any length too.
+    realtime_limits = kyutai_limits
     metrics = Metrics()
     authenticator = Authenticator.from_settings(settings.auth.api_keys, settings.auth.api_keys_file)
     connects = KeyedRateLimiter(settings.auth.connect_rate_per_s, settings.auth.connect_burst)
@@ -230,6 +232,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     def kyutai_adapter(info: EngineInfo, client: str) -> Adapter:
         return kyutai.KyutaiProtocol(info, kyutai_limits, metrics, client=client)
 
+    def realtime_adapter(info: EngineInfo, client: str) -> Adapter:
+        return realtime.RealtimeProtocol(info, realtime_limits, metrics, client=client)
+
+    async def realtime_stream(websocket: WebSocket) -> None:
+        intent = websocket.query_params.get("intent")
+        if intent != realtime.INTENT:
+            await refuse(websocket, ErrorCode.BAD_MESSAGE, realtime.wrong_intent(intent))
+            return
+        await serve(websocket, realtime_adapter)
+
     def endpoint(build: AdapterFactory) -> Callable[[WebSocket], Awaitable[None]]:
         async def serve_protocol(websocket: WebSocket) -> None:
             await serve(websocket, build)
@@ -269,6 +281,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     for path in STREAM_PATHS:
         app.add_api_websocket_route(path, endpoint(native))
     app.add_api_websocket_route(kyutai.PATH, endpoint(kyutai_adapter))
+    app.add_api_websocket_route(realtime.PATH, realtime_stream)
 
     @app.post("/v1/audio/transcriptions", response_model=None)
     async def transcriptions(
