@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,24 +67,36 @@ async def transcribe(
     language: str | None = "en",
     commit: bool = True,
 ) -> RealtimeRun:
-    """Stream `audio`, commit it when `commit`, and read events until `items` are completed."""
+    """Stream `audio` (as fast as the server reads it), commit it when `commit`, then keep
+    sending silence at the pace of a microphone until `items` are completed."""
     run = RealtimeRun()
     pcm = float32_to_pcm16(audio)
+    step = 2 * CHUNK_SAMPLES
     async with client(base_url).realtime.connect(extra_query={"intent": "transcription"}) as conn:
         await conn.session.update(session=session_config(turn_detection, language))  # type: ignore[arg-type]
-        step = 2 * CHUNK_SAMPLES
         for offset in range(0, len(pcm), step):
             await conn.input_audio_buffer.append(audio=base64.b64encode(pcm[offset : offset + step]).decode())
         if commit:
             await conn.input_audio_buffer.commit()
-        async for event in conn:
-            run.events.append(event)
-            if event.type == "conversation.item.input_audio_transcription.delta":
-                run.items.setdefault(event.item_id, Item()).deltas.append(event.delta or "")
-            elif event.type == "conversation.item.input_audio_transcription.completed":
-                run.items.setdefault(event.item_id, Item()).completed = event.transcript
-                if len(run.completed()) == items:
-                    break
-            elif event.type == "error":
-                raise AssertionError(f"error event: {event.error}")
+
+        async def microphone() -> None:
+            quiet = base64.b64encode(bytes(step)).decode()
+            while True:
+                await conn.input_audio_buffer.append(audio=quiet)
+                await asyncio.sleep(CHUNK_SAMPLES / 24_000)  # real time, as a live microphone
+
+        mic = asyncio.create_task(microphone())
+        try:
+            async for event in conn:
+                run.events.append(event)
+                if event.type == "conversation.item.input_audio_transcription.delta":
+                    run.items.setdefault(event.item_id, Item()).deltas.append(event.delta or "")
+                elif event.type == "conversation.item.input_audio_transcription.completed":
+                    run.items.setdefault(event.item_id, Item()).completed = event.transcript
+                    if len(run.completed()) == items:
+                        break
+                elif event.type == "error":
+                    raise AssertionError(f"error event: {event.error}")
+        finally:
+            mic.cancel()
     return run

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import random
 import select
@@ -83,6 +85,81 @@ KYUTAI_OUTCOMES = {
     "k_marker_id": ("bad_message", 4400),
     "k_bad_opus": ("bad_frame", 4400),
     "k_too_long": ("too_large", 4413),
+}
+
+
+async def realtime_hostile(url: str, items: list[bytes | str]) -> Outcome:
+    """An OpenAI Realtime client: the code of its first error event, and the close code if
+    the server closed (None when the session stayed open and the client ended it)."""
+    async with connect(url, max_size=None, ping_interval=None) as ws:
+        first = json.loads(await ws.recv())
+        if first["type"] == "error":  # refused before a session
+            with contextlib.suppress(ConnectionClosed):
+                await ws.recv()
+            return first["error"]["code"], ws.close_code
+        try:
+            for item in items:
+                await ws.send(item)
+            async for raw in ws:
+                event = json.loads(raw)
+                if event["type"] == "error":
+                    code = event["error"]["code"]
+                    break
+        except ConnectionClosed:
+            return "-", ws.close_code
+        # Events are handled in order: a session the bad event closed never answers this.
+        try:
+            await ws.send(json.dumps({"type": "input_audio_buffer.clear"}))
+            cleared = json.loads(await ws.recv())
+        except ConnectionClosed:
+            return code, ws.close_code
+        assert cleared["type"] == "input_audio_buffer.cleared", cleared  # still serving
+        return code, None
+
+
+def realtime_attacks(base: str) -> dict[str, Any]:
+    url = base + "/v1/realtime?intent=transcription"
+
+    def append(audio: str) -> str:
+        return json.dumps({"type": "input_audio_buffer.append", "audio": audio})
+
+    def update(session: dict[str, Any]) -> str:
+        return json.dumps({"type": "session.update", "session": session})
+
+    pcm = base64.b64encode(bytes(4800)).decode()
+    return {
+        "r_not_json": realtime_hostile(url, ["{not json"]),
+        "r_bad_base64": realtime_hostile(url, [append("!!!not base64!!!")]),
+        "r_odd_pcm": realtime_hostile(url, [append(base64.b64encode(b"\x01\x02\x03").decode())]),
+        "r_unknown_event": realtime_hostile(url, [json.dumps({"type": "response.create"})]),
+        "r_commit_first": realtime_hostile(url, [json.dumps({"type": "input_audio_buffer.commit"})]),
+        "r_pcmu": realtime_hostile(
+            url, [update({"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}})]
+        ),
+        "r_language_late": realtime_hostile(
+            url,
+            [
+                append(pcm),
+                update({"type": "transcription", "audio": {"input": {"transcription": {"language": "fr"}}}}),
+            ],
+        ),
+        "r_binary": realtime_hostile(url, [b"\x00\x00"]),
+        "r_too_large": realtime_hostile(url, [append(base64.b64encode(bytes(8 * 48_000)).decode())]),
+        "r_wrong_intent": realtime_hostile(base + "/v1/realtime?model=gpt-realtime", []),
+    }
+
+
+REALTIME_OUTCOMES = {
+    "r_not_json": ("invalid_json", None),
+    "r_bad_base64": ("invalid_value", None),
+    "r_odd_pcm": ("invalid_value", None),
+    "r_unknown_event": ("unknown_event", None),
+    "r_commit_first": ("input_audio_buffer_commit_empty", None),
+    "r_pcmu": ("invalid_value", None),
+    "r_language_late": ("invalid_value", None),
+    "r_binary": ("invalid_event", None),
+    "r_too_large": ("too_large", 4413),
+    "r_wrong_intent": ("unsupported_intent", 4400),
 }
 
 
@@ -179,6 +256,7 @@ def test_hostile_suite_beside_five_honest_streams() -> None:
                 "never_reads": asyncio.to_thread(raw_never_reads, server),
                 "cycles": asyncio.gather(*(connect_disconnect(url, 250, seed) for seed in range(4))),
                 **kyutai_attacks(server.url.replace("http://", "ws://") + KYUTAI_PATH),
+                **realtime_attacks(server.url.replace("http://", "ws://")),
             }
             results = await asyncio.gather(*honest, *attacks.values())
             return list(results[: len(texts)]), dict(zip(attacks, results[len(texts) :], strict=True))
@@ -200,6 +278,7 @@ def test_hostile_suite_beside_five_honest_streams() -> None:
         assert attacks["never_reads"] == ("complete", 1000)
         assert sum(attacks["cycles"]) == 1000
         assert {name: attacks[name] for name in KYUTAI_OUTCOMES} == KYUTAI_OUTCOMES
+        assert {name: attacks[name] for name in REALTIME_OUTCOMES} == REALTIME_OUTCOMES
 
         server.wait_for_no_streams()
         assert server.app.state.scheduler.used_slots == 0  # every hostile stream gave its slot back
