@@ -7,10 +7,14 @@ metrics, drain and engines are shared. No adapter talks to the scheduler or an e
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
+from stt.engine.interface import EngineInfo
+from stt.limits import SessionLimits
 from stt.messages import ErrorCode
-from stt.session import Frame, Session
+from stt.metrics import Metrics
+from stt.session import Decoder, Encoder, Frame, Session
 
 
 class Adapter(Protocol):
@@ -25,4 +29,30 @@ class Adapter(Protocol):
         ...
 
 
-__all__ = ["Adapter"]
+def adapter_session(
+    info: EngineInfo,
+    limits: SessionLimits,
+    metrics: Metrics | None,
+    client: str,
+    *,
+    decode: Decoder,
+    encode: Encoder,
+    on_step: Callable[[], None] | None = None,
+) -> Session:
+    """The session of another protocol's connection: with backpressure, because those
+    clients stream files faster than real time by design (Kyutai's scripts, SDK examples),
+    and with the engine's end-of-turn events, which both protocols carry."""
+    return Session(
+        info,
+        limits,
+        metrics,
+        client=client,
+        decode=decode,
+        encode=encode,
+        on_step=on_step,
+        backpressure=True,
+        pauses=info.pause_events,
+    )
+
+
+__all__ = ["Adapter", "adapter_session"]

@@ -44,6 +44,7 @@ from stt.messages import (
     Word,
 )
 from stt.metrics import Metrics
+from stt.protocols import adapter_session
 from stt.session import Binary, ClientInput, Frame, Samples, Session, SessionLimits, Text
 
 PATH = "/api/asr-streaming"
@@ -84,16 +85,8 @@ class KyutaiProtocol:
         self._markers: deque[int] = deque()
         self._pause = 1.0
         self._opus: Any = None
-        self._session = Session(
-            info,
-            limits,
-            metrics,
-            client=client,
-            decode=self.decode,
-            encode=self.encode,
-            on_step=self.on_step,
-            backpressure=True,
-            pauses=info.pause_events,
+        self._session = adapter_session(
+            info, limits, metrics, client, decode=self.decode, encode=self.encode, on_step=self.on_step
         )
 
     @property

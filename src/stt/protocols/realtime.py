@@ -47,6 +47,7 @@ from stt.messages import (
     Word,
 )
 from stt.metrics import Metrics
+from stt.protocols import adapter_session
 from stt.session import Audio, Binary, ClientInput, Frame, Session, SessionLimits, State, Text
 
 PATH = "/v1/realtime"
@@ -119,16 +120,7 @@ class RealtimeProtocol:
         self._previous_item: str | None = None
         self._uncommitted_samples = 0
         self._cleared_to_s = 0.0
-        self._session = Session(
-            info,
-            limits,
-            metrics,
-            client=client,
-            decode=self.decode,
-            encode=self.encode,
-            backpressure=True,
-            pauses=info.pause_events,
-        )
+        self._session = adapter_session(info, limits, metrics, client, decode=self.decode, encode=self.encode)
 
     @property
     def session(self) -> Session:
