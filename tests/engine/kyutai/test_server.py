@@ -111,3 +111,22 @@ def test_pause_messages_reach_clients_that_ask_for_them(tiny_checkpoint: Path) -
     kinds = [m["type"] for m in messages]
     assert "Pause" in kinds and kinds.index("Word") < kinds.index("Pause")
     assert all(0.2 <= m["probability"] <= 1 for m in messages if m["type"] == "Pause")
+
+
+def test_kyutais_file_script_gets_the_engines_own_words_on_api_asr_streaming(tiny_checkpoint: Path) -> None:
+    from stt.protocols.kyutai import PATH
+    from tests.protocols.kyutai_clients import file_script
+
+    speech = clip(7).reshape(-1)
+    # What the script sends before its Marker: 1 s of silence, the clip, 5 s of silence.
+    before_marker = np.concatenate([np.zeros(24_000, np.float32), speech, np.zeros(5 * 24_000, np.float32)])
+    (expected,) = build(tiny_checkpoint, slots=SLOTS).transcribe_words([before_marker])
+    assert expected, "the random checkpoint says something for this clip"
+    with live_server(build(tiny_checkpoint, slots=SLOTS), slots=SLOTS) as server:
+        url = server.url.replace("http://", "ws://") + PATH
+        run = asyncio.run(file_script(url, speech, rtf=1000))
+    assert run.marker_seen and run.other == [{"type": "Ready"}]
+    assert [(w.text, w.start, w.stop) for w in run.words] == [
+        (w.text, pytest.approx(w.start_s, abs=1e-3), pytest.approx(w.end_s, abs=1e-3)) for w in expected
+    ]
+    assert len(run.steps) > len(before_marker) // FRAME_SAMPLES
