@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
 from stt.protocols.kyutai import PATH, PAUSE_HEADS
-from tests.conftest import LiveServer, live_server
+from tests.helpers import LiveServer, live_server
 from tests.protocols.kyutai_clients import FRAME_SIZE, SAMPLE_RATE, UnmuteReader, file_script, pack
 
 

@@ -16,7 +16,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from stt.audio import float32_to_pcm16
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from tests.conftest import LiveServer, live_server
+from tests.helpers import LiveServer, live_server
 from tests.protocols.realtime_clients import session_config, transcribe
 
 FRAME = 1920

@@ -13,6 +13,7 @@ from typing import Any
 import msgpack
 import numpy as np
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from stt.audio import float32_to_pcm16
 from stt.constants import END_OF_STREAM_BYTES, SAMPLE_RATE
