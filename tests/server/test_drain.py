@@ -119,3 +119,82 @@ def test_a_second_signal_forces_exit() -> None:
             return loop.time() - started
 
         assert asyncio.run(hold()) < 15
+
+
+def test_kyutai_and_realtime_streams_are_drained_like_the_others() -> None:
+    """The drain ends streams of every protocol the same way: all words out, then 1001."""
+    import base64
+
+    import msgpack
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from stt.audio import float32_to_pcm16
+
+    text = " ".join(["drained"] * 12)
+    audio = encode_text(text, lead_frames=3)
+    frames = [audio[i : i + 1920] for i in range(0, audio.size, 1920)]
+    flags = ("--engine", "fake", "--fake-delay-frames", "3", "--drain-grace-s", "0.3")
+    with serve_process(*flags) as (proc, port):
+        heard = [asyncio.Event(), asyncio.Event()]
+
+        async def kyutai() -> tuple[list[str], int | None]:
+            words: list[str] = []
+            async with connect(f"ws://127.0.0.1:{port}/api/asr-streaming") as ws:
+
+                async def send() -> None:
+                    for frame in frames:
+                        await ws.send(msgpack.packb({"type": "Audio", "pcm": frame.tolist()}))
+                        await asyncio.sleep(0.08)  # a live microphone's pace
+
+                sender = asyncio.create_task(send())
+                try:
+                    async for raw in ws:
+                        message = msgpack.unpackb(raw)
+                        assert message["type"] != "Error", message
+                        if message["type"] == "Word":
+                            words.append(message["text"])
+                            heard[0].set()
+                except ConnectionClosed:
+                    pass
+                sender.cancel()
+                return words, ws.close_code
+
+        async def realtime() -> tuple[list[dict[str, Any]], int | None]:
+            events: list[dict[str, Any]] = []
+            async with connect(f"ws://127.0.0.1:{port}/v1/realtime?intent=transcription") as ws:
+
+                async def send() -> None:
+                    for frame in frames:
+                        chunk = base64.b64encode(float32_to_pcm16(frame)).decode()
+                        await ws.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+                        await asyncio.sleep(0.08)
+
+                sender = asyncio.create_task(send())
+                try:
+                    async for raw in ws:
+                        events.append(json.loads(raw))
+                        if events[-1]["type"].endswith("transcription.delta"):
+                            heard[1].set()
+                except ConnectionClosed:
+                    pass
+                sender.cancel()
+                return events, ws.close_code
+
+        async def signal_when_heard() -> None:
+            for event in heard:
+                await event.wait()
+            proc.send_signal(signal.SIGTERM)
+
+        async def main() -> tuple[Any, Any, None]:
+            return await asyncio.gather(kyutai(), realtime(), signal_when_heard())
+
+        (words, kyutai_code), (events, realtime_code), _ = asyncio.run(main())
+        assert proc.wait(timeout=30) == 0
+    assert kyutai_code == realtime_code == 1001
+    assert 1 <= len(words) < 12  # cut by the drain, not completed
+    assert set(words[:-1]) <= {"drained"} and "drained".startswith(words[-1])  # the flush may cut the last
+    deltas = [e["delta"] for e in events if e["type"].endswith("transcription.delta")]
+    completed = [e for e in events if e["type"].endswith("transcription.completed")]
+    assert len(completed) == 1 and completed[0]["transcript"] == "".join(deltas)
+    assert [e["type"] for e in events if e["type"] == "error"] == []
