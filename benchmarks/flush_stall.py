@@ -14,7 +14,7 @@ For each source tree it reports:
 - word latency (every such word) and final latency (end of stream -> finished).
 
 Each tree runs in a process of its own with `PYTHONPATH=TREE/src`, one after the other,
-against the same clips and schedule (`--repeat 2`: before, after, before, after). By
+against the same clips and schedule (`--repeat 2`: before, after, after, before). By
 default "before" is a `git worktree` of the commit before the non-blocking boundary
 (b444396, removed afterwards) and "after" is this tree:
 
@@ -318,9 +318,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             trees.append((label, Path(path).resolve()))
         if not trees:
             trees = [("before", stack.enter_context(_worktree(args.before))), ("after", ROOT)]
-        # alternate the trees, so a change in the machine's load shows as a difference between
-        # runs of the same tree rather than between the trees
-        rows = [_run_tree(label, tree, args) for _ in range(args.repeat) for label, tree in trees]
+        # alternate the trees, every other round in reverse order (before, after, after,
+        # before): a machine whose load drifts during the run then favours neither
+        order = [trees if r % 2 == 0 else trees[::-1] for r in range(args.repeat)]
+        rows = [_run_tree(label, tree, args) for round_ in order for label, tree in round_]
     report = {
         "cpu_model": _cpu_model(),
         "cpus": os.cpu_count(),
