@@ -101,3 +101,31 @@ def test_final_decodes_run_before_partial_ones(queue: DecodeQueue[str, str], dec
     decoder.gate.set()
     assert partial.future.result(5) == "PARTIAL" and final.future.result(5) == "FINAL"
     assert [request for request, _ in decoder.calls] == ["blocker", "final", "partial"]
+
+
+def test_an_expedited_final_runs_on_the_flush_thread_while_the_worker_is_busy() -> None:
+    busy, release = threading.Event(), threading.Event()
+    threads: dict[str, str] = {}
+
+    def decode(request: str) -> str:
+        threads[request] = threading.current_thread().name
+        if request == "long":
+            busy.set()
+            assert release.wait(10)
+        return request.upper()
+
+    queue: DecodeQueue[str, str] = DecodeQueue(decode, name="worker")
+    try:
+        queue.submit(1, "long")
+        assert busy.wait(5)
+        other = queue.submit(2, "other final", final=True)
+        flushed = queue.submit(3, "flushed", final=True)
+        queue.expedite(flushed)
+        assert flushed.future.result(timeout=5) == "FLUSHED"
+        assert threads["flushed"] == "worker-flush"
+        assert not other.future.done(), "the flush thread runs only what a flush waits for"
+        release.set()
+        assert other.future.result(timeout=5) == "OTHER FINAL" and threads["other final"] == "worker"
+    finally:
+        release.set()
+        queue.close()

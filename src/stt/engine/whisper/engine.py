@@ -9,8 +9,9 @@ Whisper is not a streaming model, so streaming is built around it:
   waited longest goes first). CTranslate2 releases the GIL, so steps go on meanwhile.
 - Only words that two successive decodes agree on are sent (`LocalAgreement`); at a pause
   (VAD end of utterance) the final decode of the utterance sends the rest.
-- A flush row queues the final decode of the utterance and an acknowledgement behind it in
-  the slot's line; the step returns at once. When the decode lands, the next step (an
+- A flush row queues the final decode of the utterance, expedited (the queue's flush thread
+  may run it beside the worker), and an acknowledgement behind it in the slot's line; the
+  step returns at once. When the decode lands, the next step (an
   empty one if no frame waits: `StepOutput.wake` tells the scheduler) returns its words and
   then `FLUSHED`, in `StepOutput.late` if the stream sent no frame since. No step ever
   waits for a decode, so one stream's Finalize never stalls the others.
@@ -188,6 +189,7 @@ class WhisperEngine(BaseEngine):
             self._advance(index, slot, audio, slot.vad.feed(audio))
             if batch.flush[row]:
                 self._end_utterance(index, slot)
+                self._expedite_finals(slot)
                 slot.jobs.append(FLUSHED)
             events.append(self._collect(slot))
         late: dict[int, list[SlotEvent]] = {}
@@ -259,6 +261,12 @@ class WhisperEngine(BaseEngine):
         self._cancel_partials(slot)  # the final decode supersedes them
         self._submit(index, slot, utterance, final=True)
         slot.preroll = _tail(utterance.audio(), _PREROLL_S)
+
+    def _expedite_finals(self, slot: _Slot) -> None:
+        """A flush waits for the slot's final decodes: the queue's flush thread may run them."""
+        for pending in slot.jobs:
+            if not isinstance(pending, FlushAck) and pending[0].final:
+                self._queue.expedite(pending[0])
 
     def _cancel_partials(self, slot: _Slot) -> None:
         for pending in slot.jobs:
