@@ -252,6 +252,15 @@ def _threads_cpu_s(pid: int) -> dict[str, float]:
     return out
 
 
+def _clients_cpu_s(pids: list[int]) -> float:
+    """CPU seconds of the load processes together (they share the machine with the server)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += _proc_cpu_s(pid)
+    return total
+
+
 def _run_delay_s(pid: int) -> float:
     """Time the server's event-loop thread spent runnable but waiting for a CPU (schedstat)."""
     try:
@@ -295,7 +304,7 @@ def _profile(pid: int, level: int, args: argparse.Namespace) -> subprocess.Popen
     out = args.profile_dir / f"server-{level}.txt"
     duration = str(max(1, int(args.seconds - 2)))
     command = [str(py_spy), "record", "-p", str(pid), "-d", duration, "-f", "raw", "-o", str(out)]
-    return subprocess.Popen([*command, "--nonblocking", "--threads"], stdout=subprocess.DEVNULL)
+    return subprocess.Popen([*command, "--rate", "250", "--nonblocking", "--threads"], stdout=subprocess.DEVNULL)
 
 
 def _scrape(url: str) -> dict[str, float]:
@@ -321,6 +330,7 @@ def _pct(values: list[float], q: float) -> float | None:
 def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
     procs_n = max(1, min(args.max_procs, math.ceil(level / args.streams_per_proc)))
     ctx = mp.get_context("fork")
+    load_before = os.getloadavg()[0]
     with serve(level, args) as (server, url):
         time.sleep(0.5)
         rss_idle = _proc_rss_mib(server.pid)
@@ -340,6 +350,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
             proc = ctx.Process(target=_load_process, args=(plan, child), daemon=True)
             proc.start()
             workers.append((proc, parent))
+        client_pids = [proc.pid for proc, _ in workers if proc.pid is not None]
         connect_started = time.monotonic()
         for _, pipe in workers:
             if not pipe.poll(300):
@@ -356,7 +367,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         audio_s = (1 + 5 * len(stream_text(0, args.seconds).split())) * 0.08
         window_end = time.monotonic() + audio_s - 0.3
         cpu0 = cpu1 = None
-        wait0 = wait1 = float("nan")
+        wait0 = wait1 = client0 = client1 = float("nan")
         threads0: dict[str, float] = {}
         threads1: dict[str, float] = {}
         rss_peak = rss_idle
@@ -368,10 +379,12 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
                 cpu0 = (now, _proc_cpu_s(server.pid))
                 wait0 = _run_delay_s(server.pid)
                 threads0 = _threads_cpu_s(server.pid)
+                client0 = _clients_cpu_s(client_pids)
             if cpu1 is None and cpu0 is not None and now >= window_end:
                 cpu1 = (now, _proc_cpu_s(server.pid))
                 wait1 = _run_delay_s(server.pid)
                 threads1 = _threads_cpu_s(server.pid)
+                client1 = _clients_cpu_s(client_pids)
             rss_peak = max(rss_peak, _proc_rss_mib(server.pid))
             for item in list(pending):
                 proc, pipe = item
@@ -393,11 +406,12 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
     # the engine's own compute: the steps the releasing frame needed, at the measured mean step time
     added = [a - n * step_mean_s for o in outcomes for a, n in zip(o.latency_s, o.steps_needed, strict=True)]
     lags = [o.send_lag_max_s for o in outcomes]
-    cpu_pct = starved_pct = None
+    cpu_pct = starved_pct = client_pct = None
     thread_pct: dict[str, float] = {}
     if cpu0 is not None and cpu1 is not None and cpu1[0] > cpu0[0]:
         cpu_pct = 100 * (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0])
         starved_pct = 100 * (wait1 - wait0) / (cpu1[0] - cpu0[0])
+        client_pct = 100 * (client1 - client0) / (cpu1[0] - cpu0[0])
         thread_pct = {
             name: round(100 * (t - threads0.get(name, 0.0)) / (cpu1[0] - cpu0[0]), 1)
             for name, t in threads1.items()
@@ -431,11 +445,13 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_pct": None if cpu_pct is None else round(cpu_pct, 1),
         "server_cpu_pct_by_thread": thread_pct,
         "cpu_per_stream_pct": None if cpu_pct is None else round(cpu_pct / level, 3),
+        "client_cpu_pct": None if client_pct is None else round(client_pct, 1),
         "rss_idle_mib": round(rss_idle, 1),
         "rss_peak_mib": round(rss_peak, 1),
         "rss_per_stream_kib": round((rss_peak - rss_idle) * 1024 / level, 1),
         "client_lag_p99_ms": _ms(_pct(lags, 99)),
         "errors": errors,
+        "load_avg_1m_before": round(load_before, 2),
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "loop_starved_pct": None if starved_pct is None else round(starved_pct, 1),
         "added_p99_ms_by_second": {t: _ms(_pct(v, 99)) for t, v in sorted(by_second.items())},
@@ -468,12 +484,31 @@ def _verdict(row: dict[str, Any]) -> str:
     return "FAIL (machine busy)" if row["machine_busy"] else "FAIL"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (as `lscpu` shows it), to put beside every figure."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+def _cpu_split(row: dict[str, Any]) -> str:
+    """Server CPU and its split: the event loop (the server's limit: one thread) and the rest
+    (the engine thread; for the fake engine that is mostly decoding the tone code)."""
+    total = row["server_cpu_pct"]
+    if total is None:
+        return "-"
+    by = row["server_cpu_pct_by_thread"]
+    return f"{total}% ({by.get('event_loop', 0.0)} + {by.get('other_threads', 0.0)})"
+
+
 def _table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     head = (
         "| streams | sustained | wrong streams | step ms (rows) | word latency p50 / p99 ms | "
-        "added p50 / p99 ms | server CPU | CPU / stream | RSS / stream | client lag p99 | "
-        "loop starved | load avg | result |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "added p50 / p99 ms | server CPU (loop + engine) | CPU / stream | client CPU | RSS / stream | "
+        "client lag p99 | loop starved | load avg before / end | result |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
 
     def fmt(value: Any, unit: str = "") -> str:
@@ -483,18 +518,21 @@ def _table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"| {r['streams']} | {r['sustained']} | {r['wrong_streams']} | "
         f"{fmt(r['step_mean_ms'])} ({fmt(r['rows_per_step'])}) | "
         f"{fmt(r['latency_p50_ms'])} / {fmt(r['latency_p99_ms'])} | "
-        f"{fmt(r['added_p50_ms'])} / {fmt(r['added_p99_ms'])} | {fmt(r['server_cpu_pct'], '%')} | "
-        f"{fmt(r['cpu_per_stream_pct'], '%')} | {fmt(r['rss_per_stream_kib'], ' KiB')} | "
+        f"{fmt(r['added_p50_ms'])} / {fmt(r['added_p99_ms'])} | {_cpu_split(r)} | "
+        f"{fmt(r['cpu_per_stream_pct'], '%')} | {fmt(r['client_cpu_pct'], '%')} | "
+        f"{fmt(r['rss_per_stream_kib'], ' KiB')} | "
         f"{fmt(r['client_lag_p99_ms'], ' ms')} | {fmt(r['loop_starved_pct'], '%')} | "
-        f"{r['load_avg_1m']} | {_verdict(r)} |"
+        f"{r['load_avg_1m_before']} / {r['load_avg_1m']} | {_verdict(r)} |"
         for r in rows
     ]
     note = (
         f"\nfake engine: step {args.step_ms:g} ms, delay {args.delay_frames} frames; "
         f"{args.seconds:g} s streams in {args.chunk_ms} ms chunks; pass = all sustained, "
-        f"nothing lost, p99 added <= {args.p99_max_ms:g} ms; {os.cpu_count()} CPUs (loop starved: share "
-        "of the time the server's event loop was runnable but waiting for a CPU; load avg: the whole "
-        "machine's, 1 min, at the level's end)\n"
+        f"nothing lost, p99 added <= {args.p99_max_ms:g} ms; {os.cpu_count()} CPUs: {cpu_model()}. "
+        "Server CPU: the server process (event loop + engine thread), in % of one core; client CPU: "
+        "the load processes together, on the same machine; loop starved: share of the time the "
+        "server's event loop was runnable but waiting for a CPU; load avg: the whole machine's, "
+        "1 min, before the level's server started and at its end\n"
     )
     return head + "\n".join(lines) + "\n" + note
 
@@ -530,7 +568,9 @@ def main() -> int:
     table = _table(rows, args)
     print(table)
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    args.json_out.write_text(json.dumps({"settings": settings, "levels": rows, "table": table}, indent=2))
+    machine = {"cpu_model": cpu_model(), "cpus": os.cpu_count()}
+    report = {"settings": settings, "machine": machine, "levels": rows, "table": table}
+    args.json_out.write_text(json.dumps(report, indent=2))
     print(f"wrote {args.json_out}")
     return 0 if rows and all(r["passed"] for r in rows) else 1
 
