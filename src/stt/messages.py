@@ -167,8 +167,13 @@ def _t(seconds: float) -> float:
     return round(seconds, 3)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+"""One encoder for every message: `json.dumps` with any non-default option builds a new
+one per call (a Word is sent per word of every stream)."""
+
+
 def _dump(obj: dict[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(obj)
 
 
 ADVERTISED_LIMITS = (
