@@ -243,15 +243,26 @@ def _proc_cpu_s(pid: int) -> float:
 
 
 def _threads_cpu_s(pid: int) -> dict[str, float]:
-    """CPU seconds of the event loop (the main thread) and of the other threads (the engine's)."""
+    """Per thread group, the event loop (the main thread) and the other threads (the
+    engine's): CPU seconds, the kernel's share of them (`_kernel`: syscalls, page faults),
+    and context switches (`_switches`, a count). Kernel time and switches are where machines
+    of the same kind differ most (virtualisation, mitigations), so they are kept in the JSON."""
     out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         name = "event_loop" if task.name == str(pid) else "other_threads"
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            status = (task / "status").read_text().splitlines()
         except OSError:
             continue
-        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / _CLK_TCK
+        switches = sum(int(line.split()[1]) for line in status if "ctxt_switches:" in line)
+        counters = {
+            name: (int(fields[11]) + int(fields[12])) / _CLK_TCK,
+            f"{name}_kernel": int(fields[12]) / _CLK_TCK,
+            f"{name}_switches": float(switches),
+        }
+        for key, value in counters.items():
+            out[key] = out.get(key, 0.0) + value
     return out
 
 
@@ -412,15 +423,18 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
     lags = [o.send_lag_max_s for o in outcomes]
     cpu_pct = starved_pct = client_pct = None
     thread_pct: dict[str, float] = {}
+    switches_per_s: dict[str, float] = {}
     if cpu0 is not None and cpu1 is not None and cpu1[0] > cpu0[0]:
         cpu_pct = 100 * (cpu1[1] - cpu0[1]) / (cpu1[0] - cpu0[0])
         starved_pct = 100 * (wait1 - wait0) / (cpu1[0] - cpu0[0])
         client_pct = 100 * (client1 - client0) / (cpu1[0] - cpu0[0])
-        thread_pct = {
-            name: round(100 * (t - threads0.get(name, 0.0)) / (cpu1[0] - cpu0[0]), 1)
-            for name, t in threads1.items()
-            if t > threads0.get(name, 0.0)
-        }
+        window_s = cpu1[0] - cpu0[0]
+        for name, t in threads1.items():
+            delta = t - threads0.get(name, 0.0)
+            if name.endswith("_switches"):
+                switches_per_s[name.removesuffix("_switches")] = round(delta / window_s)
+            else:
+                thread_pct[name] = round(100 * delta / window_s, 1)
     errors: dict[str, int] = {}
     for o in outcomes:
         if o.error:
@@ -448,6 +462,7 @@ def run_level(level: int, args: argparse.Namespace) -> dict[str, Any]:
         "added_max_ms": _ms(max(added) if added else None),
         "server_cpu_pct": None if cpu_pct is None else round(cpu_pct, 1),
         "server_cpu_pct_by_thread": thread_pct,
+        "server_context_switches_per_s": switches_per_s,
         "cpu_per_stream_pct": None if cpu_pct is None else round(cpu_pct / level, 3),
         "client_cpu_pct": None if client_pct is None else round(client_pct, 1),
         "rss_idle_mib": round(rss_idle, 1),
