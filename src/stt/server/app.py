@@ -417,7 +417,7 @@ def build_server(settings: Settings, engine: Engine) -> DrainingServer:
         # streams (benchmarks/server_load.py --deflate).
         ws_per_message_deflate=False,
         # libuv's loop (a pinned dependency; uvicorn's "auto" would silently fall back to
-        # asyncio's when it is missing): 17% less event-loop CPU at 500 streams
+        # asyncio's when it is missing): about 15% less event-loop CPU at 500 streams
         # (benchmarks/server_load.py).
         loop="uvloop",
     )
