@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import random
 import subprocess
@@ -21,14 +22,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
+import soundfile
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from stt.audio import float32_to_pcm16, read_audio
+from stt.audio import float32_to_pcm16, read_audio, resample
 from stt.config import Settings
+from stt.constants import SAMPLE_RATE
 from stt.engine.fake.tones import ALPHABET, encode_text
 from stt.engine.interface import Engine
 from stt.server.app import DrainingServer, build_server, create_app
@@ -54,6 +57,16 @@ def make_settings(**overrides: Any) -> Settings:
 def pcm(text: str, **kwargs: Any) -> bytes:
     """Tone-coded `text` (see stt.engine.fake.tones) as PCM16 bytes, as a client sends it."""
     return float32_to_pcm16(encode_text(text, **kwargs))
+
+
+def tone_file(text: str, *, rate: int = SAMPLE_RATE, format: str = "WAV", **kwargs: Any) -> bytes:
+    """Tone-coded `text` as an audio file (WAV, FLAC, ...) at `rate`, as an uploader sends it."""
+    buffer = io.BytesIO()
+    subtype = "PCM_16" if format in ("WAV", "FLAC") else None
+    soundfile.write(
+        buffer, resample(encode_text(text, **kwargs), SAMPLE_RATE, rate), rate, format=format, subtype=subtype
+    )
+    return buffer.getvalue()
 
 
 def unique_texts(n: int, seed: int = 1) -> list[str]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from openai import OpenAI
 
 from stt.protocols.kyutai import PATH as KYUTAI_PATH
 from tests.helpers import SAMPLES, clip, manifest, serve_process, wer
@@ -44,6 +45,27 @@ def test_kyutai_file_script_gets_every_word(port: int, rtf: float) -> None:
     assert starts == sorted(starts)
     end = 1.0 + manifest()["en-01"]["duration_s"] + 0.5  # the script's 1 s of silence first
     assert all(w.start <= w.stop <= end for w in run.words), run.words
+
+
+def test_openai_sdk_file_transcription_with_word_times(port: int) -> None:
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY, max_retries=0)
+    data = (SAMPLES / manifest()["en-01"]["wav24k_path"]).read_bytes()
+    result = client.audio.transcriptions.create(
+        model="whisper-1",
+        file=("en-01.wav", data),
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+        language="en",
+    )
+    assert wer("en-01", result.text) <= 0.3, result.text
+    assert result.words is not None and result.segments is not None
+    assert " ".join(w.word for w in result.words) == result.text
+    assert " ".join(s.text for s in result.segments) == result.text
+    starts = [w.start for w in result.words]
+    assert starts == sorted(starts) and all(w.start <= w.end <= result.duration + 0.5 for w in result.words)
+    srt = client.audio.transcriptions.create(model="x", file=("en-01.wav", data), response_format="srt")
+    said = [line for line in srt.splitlines() if line and not line.isdigit() and "-->" not in line]
+    assert srt.startswith("1\n00:00:0") and wer("en-01", " ".join(said)) <= 0.3, srt
 
 
 def test_openai_sdk_manual_commit_gets_the_words_in_deltas_and_completed(port: int) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 
-from stt.audio import float32_to_pcm16, pcm16_to_float32, write_wav
+from stt.audio import float32_to_pcm16, pcm16_to_float32
 from stt.constants import CHUNK_BYTES, END_OF_STREAM_BYTES, FRAME_SAMPLES, PROTOCOL_VERSION, SAMPLE_RATE
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
@@ -306,60 +305,6 @@ def test_health_and_readiness(client: TestClient) -> None:
     ready = client.get("/readyz")
     assert ready.status_code == 200
     assert ready.json() == {"ready": True, "slots_used": 0, "slots_total": 4}
-
-
-def wav_bytes(text: str, rate: int = SAMPLE_RATE) -> bytes:
-    import soundfile
-
-    buf = io.BytesIO()
-    soundfile.write(buf, encode_text(text), rate, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-def test_upload_transcription(client: TestClient) -> None:
-    response = client.post("/v1/audio/transcriptions", files={"file": ("a.wav", wav_bytes("upload ok"))})
-    assert response.status_code == 200
-    assert response.json() == {"text": "upload ok"}
-
-
-def test_upload_verbose_json_and_flac(client: TestClient, tmp_path: Any) -> None:
-    path = tmp_path / "clip.flac"
-    write_wav(tmp_path / "clip.wav", encode_text("flac words"))
-    import soundfile
-
-    data, rate = soundfile.read(tmp_path / "clip.wav", dtype="float32")
-    soundfile.write(path, data, rate, format="FLAC")
-    response = client.post(
-        "/v1/audio/transcriptions",
-        files={"file": ("clip.flac", path.read_bytes())},
-        data={"response_format": "verbose_json", "language": "en"},
-    )
-    body = response.json()
-    assert response.status_code == 200, body
-    assert body["text"] == "flac words" and body["language"] == "en"
-    assert [w["word"] for w in body["words"]] == ["flac", "words"]
-    assert body["duration"] == pytest.approx(data.size / rate, abs=1e-3)
-
-
-@pytest.mark.parametrize(
-    ("files", "data", "status", "code"),
-    [
-        ({"file": ("x.wav", b"not audio" * 100)}, {}, 400, "bad_audio"),
-        ({"file": ("x.wav", wav_bytes("a"))}, {"language": "de"}, 400, "bad_request"),
-        ({"file": ("x.wav", wav_bytes("a"))}, {"response_format": "srt"}, 400, "bad_request"),
-    ],
-)
-def test_upload_errors(client: TestClient, files: Any, data: Any, status: int, code: str) -> None:
-    response = client.post("/v1/audio/transcriptions", files=files, data=data)
-    assert response.status_code == status
-    assert response.json()["error"]["code"] == code
-
-
-def test_upload_too_large() -> None:
-    with app_client(FakeEngine(slots=1), max_upload_bytes=4096) as client:
-        response = client.post("/v1/audio/transcriptions", files={"file": ("x.wav", wav_bytes("too long"))})
-    assert response.status_code == 413
-    assert response.json()["error"]["code"] == "too_large"
 
 
 def test_quiet_gc_freezes_startup_objects_and_raises_the_thresholds() -> None:

@@ -9,25 +9,23 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import gc
-import io
 import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
-from fastapi import FastAPI, File, Form, Request, UploadFile, WebSocket
+from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 
-from stt.audio import read_audio
 from stt.config import Settings
-from stt.constants import PROTOCOL_VERSION, SAMPLE_RATE
-from stt.engine.interface import CountingEngine, Engine, EngineInfo, StreamOptions
+from stt.constants import PROTOCOL_VERSION
+from stt.engine.interface import CountingEngine, Engine, EngineInfo
 from stt.engine.registry import build_engine
 from stt.logs import fields
 from stt.messages import ErrorCode
@@ -35,8 +33,10 @@ from stt.metrics import CONTENT_TYPE, Metrics
 from stt.protocols import Adapter, kyutai, realtime
 from stt.protocols.native import NativeProtocol
 from stt.ratelimit import KeyedRateLimiter
-from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler
+from stt.scheduler import NoCapacityError, Scheduler
+from stt.server import transcriptions
 from stt.server.auth import Authenticator, extract_token
+from stt.server.errors import error_response as _error
 from stt.server.lifecycle import Lifecycle
 from stt.session import Binary, Disconnect, Frame, Incoming, Session, Text
 
@@ -78,15 +78,6 @@ class _StarletteConnection:
 
     async def close(self, code: int, reason: str = "") -> None:
         await self._ws.close(code, reason)
-
-
-def _error_body(code: str, message: str) -> dict[str, Any]:
-    """OpenAI-style error body, so clients of that API handle ours unchanged."""
-    return {"error": {"code": code, "message": message}}
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse(_error_body(code, message), status_code=status, headers=headers)
 
 
 async def _deny(scope: Scope, receive: Receive, send: Send, response: JSONResponse) -> None:
@@ -283,51 +274,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.add_api_websocket_route(kyutai.PATH, endpoint(kyutai_adapter))
     app.add_api_websocket_route(realtime.PATH, realtime_stream)
 
-    @app.post("/v1/audio/transcriptions", response_model=None)
-    async def transcriptions(
-        request: Request,
-        file: Annotated[UploadFile, File(description="audio file: WAV, FLAC, OGG, MP3, ...")],
-        language: Annotated[str | None, Form()] = None,
-        response_format: Annotated[str, Form()] = "json",
-    ) -> JSONResponse | dict[str, Any]:
-        """Transcribe a whole file through the same batch as live streams (OpenAI-compatible)."""
-        scheduler = scheduler_of(app)
-        if not lifecycle.accepting:
-            return _error(503, ErrorCode.DRAINING.value, "the server is shutting down")
-        if response_format not in ("json", "verbose_json"):
-            return _error(400, "bad_request", "response_format must be 'json' or 'verbose_json'")
-        languages = scheduler.info.languages
-        if language is not None and languages and language.lower() not in languages:
-            return _error(400, "bad_request", f"unsupported language {language!r}; supported: {languages}")
-        data = await file.read(settings.server.max_upload_bytes + 1)
-        if len(data) > settings.server.max_upload_bytes:
-            return _error(413, "too_large", f"file exceeds {settings.server.max_upload_bytes} bytes")
-        try:
-            samples = await asyncio.to_thread(read_audio, io.BytesIO(data))
-        except ValueError as exc:
-            return _error(400, "bad_audio", str(exc))
-        options = StreamOptions(language=language.lower() if language else None)
-        try:
-            words = await scheduler.transcribe(samples, options, slot_wait_s=settings.server.upload_wait_s)
-        except NoCapacityError as exc:
-            metrics.rejections.labels(ErrorCode.OVER_CAPACITY.value).inc()
-            return _error(503, ErrorCode.OVER_CAPACITY.value, str(exc))
-        except EngineFailedError as exc:
-            log.error("offline transcription failed", extra=fields(error=repr(exc.__cause__)))
-            return _error(500, ErrorCode.INTERNAL_ERROR.value, "the engine failed while processing this file")
-        metrics.audio_seconds.inc(samples.size / SAMPLE_RATE)
-        metrics.words.inc(len(words))
-        text = " ".join(w.text for w in words)
-        if response_format == "json":
-            return {"text": text}
-        return {
-            "text": text,
-            "duration": round(samples.size / SAMPLE_RATE, 3),
-            "language": options.language,
-            "words": [
-                {"word": w.text, "start": round(w.start_s, 3), "end": round(w.end_s, 3)} for w in words
-            ],
-        }
+    app.add_api_route(
+        transcriptions.PATH,
+        transcriptions.TranscriptionRoute(settings, lifecycle, metrics, scheduler_of),
+        methods=["POST"],
+        response_model=None,
+        summary="Transcribe an audio file (OpenAI-compatible; see docs/protocol.md)",
+    )
 
     return app
 
