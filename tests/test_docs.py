@@ -50,3 +50,14 @@ def test_protocol_doc_lists_every_close_and_error_code() -> None:
         assert f"| {int(code)} |" in doc, code
     for error in ErrorCode:
         assert f"`{error.value}`" in doc, error
+
+
+def test_protocol_doc_lists_every_transcription_format_and_event() -> None:
+    from stt.transcript_format import GRANULARITIES, RESPONSE_FORMATS
+
+    doc = (ROOT / "docs" / "protocol.md").read_text()
+    section = doc[doc.index("### `POST /v1/audio/transcriptions`") :]
+    for name in (*RESPONSE_FORMATS, *GRANULARITIES, "transcript.text.delta", "transcript.text.done"):
+        assert f"| `{name}` |" in section or f"`{name}`" in section, name
+    for code in ("bad_request", "bad_audio", "too_large", "over_capacity", "internal_error"):
+        assert f"| `{code}` |" in section, code

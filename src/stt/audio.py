@@ -112,6 +112,51 @@ def read_audio(source: str | Path | BinaryIO) -> Float32Array:
     return resample(to_mono(data), int(rate))
 
 
+class AudioDecoder:
+    """Decodes a file block by block to 24 kHz mono float32: soundfile reads `block_s` of the
+    file at a time and a streaming soxr resampler carries its state across blocks, so memory
+    holds one block whatever the file's length (a 30-minute upload is never decoded whole).
+
+    Opening reads the header and raises ValueError when the data is not audio it can read;
+    `read` raises ValueError too for a file that turns out to be damaged further on. Not
+    thread-safe: one caller at a time (a worker thread, block after block).
+    """
+
+    def __init__(self, source: str | Path | BinaryIO, *, block_s: float = 2.0) -> None:
+        try:
+            self._file = soundfile.SoundFile(source)
+        except (soundfile.LibsndfileError, RuntimeError, TypeError) as exc:
+            raise ValueError(f"cannot decode audio: {exc}") from exc
+        self.rate = int(self._file.samplerate)
+        self._block = max(1, round(block_s * self.rate))
+        self._resampler = (
+            None if self.rate == SAMPLE_RATE else soxr.ResampleStream(self.rate, SAMPLE_RATE, 1, quality="HQ")
+        )
+        self.finished = False
+        """The whole file has been returned (the next `read` returns nothing)."""
+
+    def read(self) -> Float32Array:
+        """The next block at 24 kHz (after the last block, empty arrays)."""
+        if self.finished:
+            return np.zeros(0, dtype=np.float32)
+        try:
+            data = self._file.read(self._block, dtype="float32", always_2d=True)
+        except (soundfile.LibsndfileError, RuntimeError) as exc:
+            self.close()
+            raise ValueError(f"cannot decode audio: {exc}") from exc
+        last = data.shape[0] < self._block
+        mono = to_mono(data)
+        if self._resampler is not None:
+            mono = np.asarray(self._resampler.resample_chunk(mono, last=last), dtype=np.float32)
+        if last:
+            self.close()
+        return mono
+
+    def close(self) -> None:
+        self.finished = True
+        self._file.close()
+
+
 def write_wav(path: str | Path, samples: Float32Array, rate: int = SAMPLE_RATE) -> None:
     """Write mono float samples as a PCM16 WAV file."""
     soundfile.write(str(path), np.asarray(samples, dtype=np.float32), rate, subtype="PCM_16")

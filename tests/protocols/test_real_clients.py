@@ -68,6 +68,18 @@ def test_openai_sdk_file_transcription_with_word_times(port: int) -> None:
     assert srt.startswith("1\n00:00:0") and wer("en-01", " ".join(said)) <= 0.3, srt
 
 
+def test_openai_sdk_streamed_file_transcription(port: int) -> None:
+    client = OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=API_KEY, max_retries=0)
+    data = (SAMPLES / manifest()["fr-01"]["wav24k_path"]).read_bytes()
+    with client.audio.transcriptions.create(
+        model="whisper-1", file=("fr-01.wav", data), language="fr", stream=True
+    ) as events:
+        *deltas, done = list(events)
+    assert deltas and all(e.type == "transcript.text.delta" for e in deltas)
+    assert done.type == "transcript.text.done" and "".join(e.delta for e in deltas) == done.text
+    assert wer("fr-01", done.text) <= 0.4, done.text
+
+
 def test_openai_sdk_manual_commit_gets_the_words_in_deltas_and_completed(port: int) -> None:
     run = asyncio.run(transcribe(f"http://127.0.0.1:{port}", clip("en-01"), turn_detection=None, items=1))
     (item,) = run.items.values()

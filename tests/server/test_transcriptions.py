@@ -13,11 +13,13 @@ import openai
 import pytest
 import soundfile
 from openai import OpenAI
+from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent
 from websockets.sync.client import connect
 
 from stt.constants import SAMPLE_RATE
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
+from tests.fakes import FailingEngine, RecordingEngine
 from tests.helpers import LiveServer, live_server, tone_file
 
 TEXT = "hello there general kenobi"
@@ -199,3 +201,56 @@ def test_an_undeclared_oversize_body_is_cut_off_at_the_limit(server: LiveServer)
         headers={"content-type": f"multipart/form-data; boundary={boundary}"},
     )
     assert response.status_code == 413 and response.json()["error"]["code"] == "too_large"
+
+
+# -- stream=true -------------------------------------------------------------------------------
+
+
+def test_stream_sends_a_delta_per_word_then_done(server: LiveServer) -> None:
+    for response_format in ("json", "text"):
+        with sdk(server).audio.transcriptions.create(
+            model="whisper-1", file=("a.wav", tone_file(TEXT)), stream=True, response_format=response_format
+        ) as events:
+            received = list(events)
+        *deltas, done = received
+        assert all(isinstance(e, TranscriptionTextDeltaEvent) for e in deltas)
+        assert [e.delta for e in deltas] == ["hello", " there", " general", " kenobi"]
+        assert isinstance(done, TranscriptionTextDoneEvent) and done.text == TEXT
+        assert done.logprobs is None and done.usage is None
+
+
+def test_stream_starts_before_the_file_is_done_and_a_client_that_leaves_frees_its_slot() -> None:
+    words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(150)]  # 4 frames each
+    engine = RecordingEngine(FakeEngine(slots=2, step_cost_s=0.005))
+    with live_server(engine) as live:
+        route = live.app.state.transcriptions
+        data = tone_file(" ".join(words))
+        with sdk(live).audio.transcriptions.create(
+            model="whisper-1", file=("a.wav", data), stream=True
+        ) as events:
+            first = next(iter(events))
+            assert isinstance(first, TranscriptionTextDeltaEvent) and first.delta == words[0]
+            assert httpx2.get(live.url + "/v1/status").json()["slots_used"] == 1  # still transcribing
+        # The client closed the response: the server drops the file's stream at once.
+        assert live.call(lambda: route.wait_idle(10))
+        assert httpx2.get(live.url + "/v1/status").json()["slots_used"] == 0
+        stepped = sum(len(r.slots) for r in engine.records)
+        assert stepped < len(encode_text(" ".join(words))) // 1920 // 2, stepped  # far from the end
+
+
+def test_an_engine_failure_mid_stream_raises_api_error() -> None:
+    steps = iter(range(1_000_000))
+    engine = FailingEngine(lambda batch: len(batch) > 0 and next(steps) in (30, 100), slots=2)
+    with live_server(engine) as live:
+        client = sdk(live)
+        with client.audio.transcriptions.create(
+            model="whisper-1", file=("a.wav", tone_file(TEXT)), stream=True
+        ) as events:
+            seen: list[object] = []
+            with pytest.raises(openai.APIError, match="engine failed"):
+                for event in events:
+                    seen.append(event)
+        assert seen and all(isinstance(e, TranscriptionTextDeltaEvent) for e in seen)
+        with pytest.raises(openai.InternalServerError) as raised:
+            client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone_file("again " * 20)))
+        assert error_of(raised) == (500, "internal_error")

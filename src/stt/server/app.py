@@ -274,9 +274,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.add_api_websocket_route(kyutai.PATH, endpoint(kyutai_adapter))
     app.add_api_websocket_route(realtime.PATH, realtime_stream)
 
+    app.state.transcriptions = transcriptions.TranscriptionRoute(settings, lifecycle, metrics, scheduler_of)
     app.add_api_route(
         transcriptions.PATH,
-        transcriptions.TranscriptionRoute(settings, lifecycle, metrics, scheduler_of),
+        app.state.transcriptions,
         methods=["POST"],
         response_model=None,
         summary="Transcribe an audio file (OpenAI-compatible; see docs/protocol.md)",
