@@ -23,6 +23,7 @@ from stt.messages import (
     Word,
     parse_client_text,
 )
+from stt.numerals import Numerals
 
 
 @pytest.mark.parametrize(
@@ -36,6 +37,9 @@ from stt.messages import (
         ('{"type": "Configure", "language": "FR"}', Configure(language="fr")),
         ('{"type": "Configure", "language": null}', Configure()),
         ('{"type": "Configure", "pauses": true}', Configure(pauses=True)),
+        ('{"type": "Configure", "numerals": "digits"}', Configure(numerals=Numerals.DIGITS)),
+        ('{"type": "Configure", "numerals": "words"}', Configure(numerals=Numerals.WORDS)),
+        ('{"type": "Configure", "numerals": null}', Configure()),
     ],
 )
 def test_parses_client_messages(text: str, expected: object) -> None:
@@ -54,6 +58,9 @@ def test_parses_client_messages(text: str, expected: object) -> None:
         ('{"type": "Configure", "language": 3}', "language must be"),
         ('{"type": "Configure", "language": ""}', "language must be"),
         ('{"type": "Configure", "pauses": "yes"}', "pauses must be true or false"),
+        ('{"type": "Configure", "numerals": "roman"}', "numerals must be 'digits' or 'words' or null"),
+        ('{"type": "Configure", "numerals": true}', "numerals must be"),
+        ('{"type": "Configure", "numerals": ["digits"]}', "numerals must be"),
     ],
 )
 def test_rejects_bad_client_messages_saying_why(text: str, fragment: str) -> None:

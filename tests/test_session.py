@@ -151,6 +151,42 @@ def test_a_drain_during_the_handshake_still_ends_with_ready_then_final() -> None
     assert session.close_reason == "draining"
 
 
+def spoken(text: str) -> list[Incoming]:
+    """The tone code of `text` in chunks of at most a second."""
+    pcm = float32_to_pcm16(encode_text(text))
+    second = 2 * 24000
+    return [Binary(pcm[i : i + second]) for i in range(0, len(pcm), second)]
+
+
+def test_numerals_are_rewritten_in_every_word_and_the_final() -> None:
+    configure = Text('{"type": "Configure", "language": "en", "numerals": "digits"}')
+    _, conn = run_session([configure, *spoken("i have twenty five apples"), Text('{"type": "CloseStream"}')])
+    assert [m["text"] for m in conn.sent if m["type"] == "Word"] == ["i", "have", "25", "apples"]
+    assert conn.sent[-1]["transcript"] == "i have 25 apples"
+    twenty_five = conn.sent[-1]["words"][2]
+    assert twenty_five["word"] == "25" and twenty_five["start_s"] < twenty_five["end_s"]
+
+    configure = Text('{"type": "Configure", "language": "fr", "numerals": "words"}')
+    _, conn = run_session([configure, *spoken("j'ai 21 ans"), Text('{"type": "CloseStream"}')])
+    assert conn.sent[-1]["transcript"] == "j'ai vingt et un ans"
+
+
+def test_a_number_held_back_goes_out_before_flushed_and_final() -> None:
+    configure = Text('{"type": "Configure", "language": "fr", "numerals": "digits"}')
+    finalize, close = Text('{"type": "Finalize"}'), Text('{"type": "CloseStream"}')
+    _, conn = run_session([configure, *spoken("il en a douze"), finalize, close])
+    types = [m["type"] for m in conn.sent]
+    assert [m["text"] for m in conn.sent if m["type"] == "Word"] == ["il", "en", "a", "12"]
+    assert types.index("Flushed") > max(i for i, t in enumerate(types) if t == "Word")
+    assert conn.sent[-1]["transcript"] == "il en a 12"
+
+
+def test_a_bad_numerals_value_is_a_bad_message() -> None:
+    _, conn = run_session([Text('{"type": "Configure", "numerals": "roman"}')])
+    assert conn.sent[-1]["type"] == "Error" and conn.sent[-1]["code"] == "bad_message"
+    assert "numerals" in conn.sent[-1]["message"] and conn.closed == (4400, "bad_message")
+
+
 def test_the_wire_format_decodes_to_typed_messages() -> None:
     assert decode_message(Binary(b"EOS")) == CloseStream()
     assert decode_message(Binary(b"\x01\x00")) == Audio(b"\x01\x00")
@@ -198,6 +234,8 @@ _MESSAGES = st.one_of(
             '{"type": "Configure", "language": "fr"}',
             '{"type": "Configure", "language": "xx"}',
             '{"type": "Configure", "pauses": true}',
+            '{"type": "Configure", "numerals": "digits"}',
+            '{"type": "Configure", "numerals": "words"}',
             '{"type": 3}',
             "[]",
         ]

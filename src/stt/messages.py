@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 from stt.constants import FRAME_SAMPLES, PROTOCOL_VERSION, SAMPLE_RATE
 from stt.engine.interface import WordEvent
 from stt.limits import SessionLimits
+from stt.numerals import Numerals
 
 
 class CloseCode(enum.IntEnum):
@@ -93,6 +94,8 @@ class Configure:
     backpressure: bool = False
     """Slow a client that sends faster than the engine steps (stop reading) instead of
     closing it with too_fast: for clients that stream files over the socket."""
+    numerals: Numerals | None = None
+    """Write numbers as digits or words in every Word and the Final (None: as decoded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +115,7 @@ class CloseStream:
 
 ClientMessage: TypeAlias = Configure | KeepAlive | Finalize | CloseStream
 
-_CONFIGURE_FIELDS = frozenset({"type", "language", "pauses", "backpressure"})
+_CONFIGURE_FIELDS = frozenset({"type", "language", "pauses", "backpressure", "numerals"})
 _SIMPLE: dict[str, ClientMessage] = {
     "KeepAlive": KeepAlive(),
     "Finalize": Finalize(),
@@ -148,10 +151,18 @@ def parse_client_text(text: str) -> ClientMessage:
         backpressure = data.get("backpressure", False)
         if not isinstance(backpressure, bool):
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "Configure.backpressure must be true or false")
+        numerals = data.get("numerals")
+        if numerals is not None and numerals not in tuple(Numerals):
+            raise ProtocolError(
+                ErrorCode.BAD_MESSAGE,
+                f"Configure.numerals must be {' or '.join(repr(n.value) for n in Numerals)} or null, "
+                f"got {repr(numerals)[:40]}",
+            )
         return Configure(
             language=language.lower() if isinstance(language, str) else None,
             pauses=pauses,
             backpressure=backpressure,
+            numerals=Numerals(numerals) if numerals is not None else None,
         )
     shown = repr(kind)[:40]
     raise ProtocolError(

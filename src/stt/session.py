@@ -62,6 +62,7 @@ from stt.messages import (
     parse_client_text,
 )
 from stt.metrics import Metrics
+from stt.numerals import NumeralsFilter
 from stt.ratelimit import TokenBucket
 from stt.scheduler import StreamHandle
 from stt.session_state import CloseReason, State, StreamState
@@ -224,6 +225,8 @@ class Session:
         self._messages = TokenBucket(limits.max_messages_per_s, 2 * limits.max_messages_per_s)
         self._arrivals = _ArrivalClock()
         self._pauses = pauses
+        self._numerals: NumeralsFilter | None = None
+        """Rewrites numbers in the words sent, when Configure asked for digits or words."""
         self._opened = time.monotonic()
         self._ended_at: float | None = None
         self._timers: list[asyncio.TimerHandle] = []
@@ -470,6 +473,8 @@ class Session:
             raise ProtocolError(ErrorCode.BAD_MESSAGE, "this engine does not predict pauses")
         self._stream.configure(StreamOptions(language=message.language))
         self._pauses = message.pauses
+        if message.numerals is not None:
+            self._numerals = NumeralsFilter(message.numerals, message.language)
         if message.backpressure and not self._backpressure:
             self._backpressure = True
             if self._on_step is None:
@@ -498,12 +503,23 @@ class Session:
         now = time.monotonic()
         for event in events:
             if isinstance(event, WordEvent):
-                self._observe_word_latency(event, now)
-                self.words.append(event)
-                self._send(Word(event.text, event.start_s, event.end_s))
-            elif self._pauses:
-                self._send(Pause(event.time_s, event.probability))
-        self._metrics.words.inc(sum(isinstance(e, WordEvent) for e in events))
+                self._send_words([event] if self._numerals is None else self._numerals.push([event]), now)
+            else:
+                self._release_held_words()  # the turn is over: no number goes on past it
+                if self._pauses:
+                    self._send(Pause(event.time_s, event.probability))
+
+    def _send_words(self, words: Sequence[WordEvent], now: float) -> None:
+        for word in words:
+            self._observe_word_latency(word, now)
+            self.words.append(word)
+            self._send(Word(word.text, word.start_s, word.end_s))
+        self._metrics.words.inc(len(words))
+
+    def _release_held_words(self) -> None:
+        """Words the numerals rewrite holds back (a number that might go on) go out now."""
+        if self._numerals is not None:
+            self._send_words(self._numerals.flush(), time.monotonic())
 
     def _observe_word_latency(self, word: WordEvent, now: float) -> None:
         arrived = self._arrivals.arrival_of(word.end_s * SAMPLE_RATE)
@@ -515,6 +531,7 @@ class Session:
 
     def on_flushed(self) -> None:
         if self.state in _SENDING:
+            self._release_held_words()
             self._send(Flushed(self.audio_s))
 
     def on_finished(self) -> None:
@@ -523,6 +540,7 @@ class Session:
             return  # already closing: an Error went out, or the client stopped reading
         status = reason.final_status
         assert status is not None  # ENDING and SERVER_ENDING hold a Final's reason
+        self._release_held_words()
         self._send(Final(list(self.words), self.audio_s, status))
         if self._ended_at is not None:
             self._metrics.final_latency.observe(time.monotonic() - self._ended_at)

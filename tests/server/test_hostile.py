@@ -248,6 +248,7 @@ def test_hostile_suite_beside_five_honest_streams() -> None:
                 "ten_mib": hostile(url, [b"\x00" * (10 << 20)]),
                 "invalid_json": hostile(url, ["{not json"]),
                 "unknown_control": hostile(url, ['{"type": "Reboot"}']),
+                "bad_numerals": hostile(url, ['{"type": "Configure", "numerals": "roman"}']),
                 "binary_after_eos": hostile(
                     url, [float32_to_pcm16(encode_text("a")), END_OF_STREAM_BYTES, b"\0\0"]
                 ),
@@ -272,6 +273,7 @@ def test_hostile_suite_beside_five_honest_streams() -> None:
         assert attacks["ten_mib"] == ("too_large", 4413)
         assert attacks["invalid_json"] == ("bad_message", 4400)
         assert attacks["unknown_control"] == ("bad_message", 4400)
+        assert attacks["bad_numerals"] == ("bad_message", 4400)
         assert attacks["binary_after_eos"] == ("bad_message", 4400)
         assert attacks["flood"] == ("too_fast", 4429)
         assert attacks["invalid_utf8"] == ("-", 1007)
