@@ -8,11 +8,14 @@ from hypothesis import strategies as st
 
 from stt.audio import (
     FrameAssembler,
+    as_float32,
     float32_to_pcm16,
     pcm16_to_float32,
+    pcm16_view,
     read_audio,
     resample,
     split_frames,
+    to_float32_into,
     to_mono,
     write_wav,
 )
@@ -38,6 +41,20 @@ def test_pcm16_extremes_and_clipping() -> None:
 def test_pcm16_rejects_odd_byte_count() -> None:
     with pytest.raises(ValueError, match="even"):
         pcm16_to_float32(b"\x00\x01\x02")
+    with pytest.raises(ValueError, match="even"):
+        pcm16_view(b"\x00")
+
+
+@given(int16_lists)
+def test_pcm16_kept_as_int16_converts_later_to_the_same_floats(values: list[int]) -> None:
+    """The server keeps PCM16 as an int16 view and converts a step's batch at once: the
+    floats are bit for bit those of decoding each message."""
+    pcm = np.array(values, dtype="<i2").tobytes()
+    view = pcm16_view(pcm)
+    assert view.dtype == np.int16 and view.base is not None  # no copy of the message
+    batch = to_float32_into(view, np.empty(view.size, np.float32))
+    np.testing.assert_array_equal(batch, pcm16_to_float32(pcm))
+    np.testing.assert_array_equal(as_float32(view), batch)
 
 
 @given(st.integers(0, 5 * FRAME_SAMPLES + 7), st.lists(st.integers(0, 3000), max_size=30))
@@ -55,6 +72,34 @@ def test_assembler_frames_equal_one_shot_framing(total: int, cuts: list[int]) ->
     np.testing.assert_array_equal(assembler.take_remainder(), tail)
     assert assembler.pending_samples == 0
     assert assembler.samples_in == total
+
+
+@given(
+    st.integers(0, 4 * FRAME_SAMPLES + 7),
+    st.lists(st.tuples(st.integers(0, 3000), st.booleans()), max_size=20),
+)
+def test_assembler_frames_of_int16_and_mixed_chunks(total: int, cuts: list[tuple[int, bool]]) -> None:
+    """PCM16 chunks (int16) give int16 frames; a stream that mixes int16 and float32 chunks
+    gets, once converted, exactly the frames of its float32 audio."""
+    values = (np.arange(total) * 37 % 65536 - 32768).astype(np.int16)
+    floats = as_float32(values)
+    bounds = sorted({min(c, total) for c, _ in cuts} | {0, total})
+    as_float = dict(cuts)
+    only_int = FrameAssembler()
+    mixed = FrameAssembler()
+    int_frames, mixed_frames = [], []
+    for a, b in itertools.pairwise(bounds):
+        out = only_int.push(values[a:b])
+        assert out.dtype == np.int16
+        int_frames.append(out)
+        mixed_frames.append(as_float32(mixed.push(floats[a:b] if as_float.get(a) else values[a:b])))
+    expected, tail = split_frames(floats)
+    got = np.concatenate(int_frames) if int_frames else np.zeros((0, FRAME_SAMPLES), np.int16)
+    np.testing.assert_array_equal(as_float32(got), expected)
+    got_mixed = np.concatenate(mixed_frames) if mixed_frames else np.zeros((0, FRAME_SAMPLES), np.float32)
+    np.testing.assert_array_equal(got_mixed, expected)
+    np.testing.assert_array_equal(as_float32(only_int.take_remainder()), tail)
+    np.testing.assert_array_equal(as_float32(mixed.take_remainder()), tail)
 
 
 def test_assembler_frame_boundaries() -> None:

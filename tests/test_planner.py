@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stt.audio import split_frames
+from stt.audio import pcm16_to_float32, pcm16_view, split_frames
 from stt.constants import FRAME_SAMPLES
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
@@ -370,3 +370,34 @@ def test_run_offline_waits_for_acks_that_land_after_the_last_frame() -> None:
 def test_run_offline_fails_a_stream_whose_flush_is_never_acknowledged() -> None:
     with pytest.raises(RuntimeError, match="engine failed"):
         run_offline(AckDroppingEngine(slots=1), [encode_text("x")])
+
+
+def test_pcm16_frames_reach_the_engine_as_the_floats_they_stand_for() -> None:
+    """Streams queue PCM16 as int16 and the step converts its batch at once: the engine gets
+    the same float32 frames as if each message had been decoded, beside float32 streams
+    (Kyutai's protocol sends floats), through the lead-in and a flushed int16 tail."""
+    planner = StepPlanner(EngineInfo("test", max_batch=3, delay_frames=1, flush_frames=1, prefix_frames=1))
+    rng = np.random.default_rng(7)
+    pcm = rng.integers(-32768, 32768, 3 * FRAME_SAMPLES + 100).astype("<i2")
+    floats = pcm16_to_float32(pcm.tobytes())
+    as_pcm, as_float, mixed = (planner.open(Listener()) for _ in range(3))
+    assert as_pcm is not None and as_float is not None and mixed is not None
+    whole = 3 * FRAME_SAMPLES
+    planner.push(as_pcm, pcm16_view(pcm[:whole].tobytes()).reshape(3, FRAME_SAMPLES))
+    planner.finalize(as_pcm, pcm[whole:], end=True)
+    planner.push(as_float, floats[:whole].reshape(3, FRAME_SAMPLES))
+    planner.finalize(as_float, floats[whole:], end=True)
+    planner.push(mixed, pcm[:FRAME_SAMPLES].reshape(1, FRAME_SAMPLES))
+    planner.push(mixed, floats[FRAME_SAMPLES:whole].reshape(2, FRAME_SAMPLES))
+    planner.finalize(mixed, pcm[whole:], end=True)
+    rows: dict[int, list[np.ndarray]] = {as_pcm: [], as_float: [], mixed: []}
+    while (plan := planner.plan()) is not None:
+        assert plan.input.frames.dtype == np.float32
+        for row, owner in enumerate(plan.owners):
+            rows[owner].append(plan.input.frames[row])
+        planner.complete(plan, acked(plan))
+    expected = np.zeros((6, FRAME_SAMPLES), np.float32)  # lead-in, 3 frames, tail, 1 padding
+    expected[1:4] = floats[:whole].reshape(3, FRAME_SAMPLES)
+    expected[4, :100] = floats[whole:]
+    for got in rows.values():
+        np.testing.assert_array_equal(np.stack(got), expected)

@@ -17,6 +17,9 @@ import soxr
 from stt.constants import FRAME_SAMPLES, SAMPLE_RATE, SAMPLE_WIDTH_BYTES
 
 Float32Array = npt.NDArray[np.float32]
+Int16Array = npt.NDArray[np.int16]
+SampleArray = Float32Array | Int16Array
+"""Audio as received: float32 in [-1, 1], or PCM16 values not yet scaled (see `pcm16_view`)."""
 
 _INT16_SCALE = 32768.0
 _INT16_INVERSE = np.float32(1 / _INT16_SCALE)
@@ -26,13 +29,32 @@ def pcm16_to_float32(data: bytes) -> Float32Array:
     """Decode PCM16 little-endian bytes to float32 in [-1, 1).
 
     Scaling by 1/32768 (not 1/32767) keeps the mapping exact and invertible for every int16
-    (a power of two: multiplying is exact), in place on the one array this allocates.
+    (a power of two: multiplying is exact).
+    """
+    return as_float32(pcm16_view(data))
+
+
+def pcm16_view(data: bytes) -> Int16Array:
+    """PCM16 little-endian bytes as int16 samples, without a copy (read-only, like `data`).
+
+    The server keeps received audio in this form until a step gathers it: `to_float32_into`
+    then converts a whole batch in one pass instead of each message on its own.
     """
     if len(data) % SAMPLE_WIDTH_BYTES:
         raise ValueError(f"PCM16 data must have an even number of bytes, got {len(data)}")
-    samples = np.frombuffer(data, dtype="<i2").astype(np.float32)
-    samples *= _INT16_INVERSE
-    return samples
+    return np.frombuffer(data, dtype="<i2")
+
+
+def to_float32_into(pcm: Int16Array, out: Float32Array) -> Float32Array:
+    """Write int16 samples into `out` as float32, with exactly `pcm16_to_float32`'s values."""
+    return np.multiply(pcm, _INT16_INVERSE, out=out)
+
+
+def as_float32(samples: SampleArray) -> Float32Array:
+    """Float32 samples of either form (int16 samples are scaled as `pcm16_to_float32` does)."""
+    if samples.dtype.kind == "i":
+        return to_float32_into(samples.astype(np.int16, copy=False), np.empty(samples.shape, np.float32))
+    return samples.astype(np.float32, copy=False)
 
 
 def float32_to_pcm16(samples: npt.ArrayLike) -> bytes:
@@ -46,11 +68,14 @@ class FrameAssembler:
 
     Clients send whatever chunking their audio stack produces; the engine needs frames
     aligned to the start of the stream, so no sample may be dropped or duplicated here.
+    Chunks are int16 (PCM16, unscaled: see `pcm16_view`) or float32 samples; frames keep
+    their chunk's type, and a stream that mixes both gets float32 frames where a frame would
+    hold both (its int16 samples scaled exactly as `pcm16_to_float32` does).
     """
 
     def __init__(self, frame_samples: int = FRAME_SAMPLES) -> None:
         self._frame = frame_samples
-        self._rest: Float32Array = np.zeros(0, dtype=np.float32)
+        self._rest: SampleArray = np.zeros(0, dtype=np.int16)
         self.samples_in = 0
         """Samples received so far (the stream's true audio length)."""
 
@@ -59,17 +84,26 @@ class FrameAssembler:
         """Samples held back until the next chunk completes a frame."""
         return int(self._rest.size)
 
-    def push(self, samples: Float32Array) -> Float32Array:
-        """Add samples; return the complete frames now available, shape (n, frame_samples)."""
+    def push(self, samples: SampleArray) -> SampleArray:
+        """Add samples; return the complete frames now available, shape (n, frame_samples),
+        a view of `samples` itself when nothing was held back."""
         self.samples_in += int(samples.size)
-        buf = np.concatenate((self._rest, samples)) if self._rest.size else samples
+        rest = self._rest
+        buf: SampleArray
+        if not rest.size:
+            buf = samples
+        elif rest.dtype.kind == "i" and samples.dtype.kind == "i":
+            buf = np.concatenate((rest.astype(np.int16, copy=False), samples.astype(np.int16, copy=False)))
+        else:
+            buf = np.concatenate((as_float32(rest), as_float32(samples)))
         n = buf.size // self._frame
-        self._rest = buf[n * self._frame :].copy()
-        return np.ascontiguousarray(buf[: n * self._frame], dtype=np.float32).reshape(n, self._frame)
+        whole = n * self._frame
+        self._rest = buf[whole:].copy()  # a copy: a view would keep the whole chunk alive
+        return buf[:whole].reshape(n, self._frame)
 
-    def take_remainder(self) -> Float32Array:
+    def take_remainder(self) -> SampleArray:
         """Hand over the samples that do not fill a frame yet (fewer than frame_samples)."""
-        rest, self._rest = self._rest, np.zeros(0, dtype=np.float32)
+        rest, self._rest = self._rest, np.zeros(0, dtype=np.int16)
         return rest
 
 

@@ -37,7 +37,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from stt.audio import split_frames
+from stt.audio import SampleArray, split_frames, to_float32_into
 from stt.constants import FRAME_SAMPLES, SAMPLE_RATE
 from stt.engine.interface import (
     Engine,
@@ -53,6 +53,11 @@ from stt.engine.interface import (
 )
 
 Frames = npt.NDArray[np.float32]
+"""Float32 frames, shape (n, FRAME_SAMPLES): what engines get."""
+QueuedFrames = SampleArray
+"""Frames as a stream queues them: float32, or int16 PCM16 values (`stt.audio.pcm16_view`),
+which `plan` converts for the whole step at once."""
+_PCM16 = np.dtype(np.int16)
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +108,7 @@ class _Stream:
     slot: int
     options: StreamOptions
     listener: StreamListener
-    blocks: deque[Frames] = field(default_factory=deque)
+    blocks: deque[QueuedFrames] = field(default_factory=deque)
     head: int = 0
     """Index of the next unplanned frame inside blocks[0]."""
     queued: int = 0
@@ -192,8 +197,8 @@ class StepPlanner:
 
     # -- input -------------------------------------------------------------------------------
 
-    def push(self, stream_id: int, frames: Frames) -> None:
-        """Queue whole frames, shape (n, FRAME_SAMPLES)."""
+    def push(self, stream_id: int, frames: QueuedFrames) -> None:
+        """Queue whole frames, shape (n, FRAME_SAMPLES): float32, or int16 PCM16 values."""
         stream = self._get(stream_id)
         if stream.ending:
             raise StreamClosedError("stream already ended")
@@ -201,9 +206,9 @@ class StepPlanner:
             raise ValueError(f"frames must be (n, {FRAME_SAMPLES}), got {frames.shape}")
         if frames.shape[0] == 0:
             return
-        self._enqueue(stream, frames)
+        self._enqueue(stream, _queued(frames))
 
-    def finalize(self, stream_id: int, tail: Frames, *, end: bool) -> None:
+    def finalize(self, stream_id: int, tail: QueuedFrames, *, end: bool) -> None:
         """Flush: pad `tail` (< one frame of samples) and the engine's flush frames with
         silence; the last padded frame carries the marker. With `end`, the stream accepts
         no more input and is released once the marker completes."""
@@ -213,7 +218,9 @@ class StepPlanner:
         if tail.ndim != 1 or tail.size >= FRAME_SAMPLES:
             raise ValueError(f"tail must be fewer than {FRAME_SAMPLES} samples, got {tail.shape}")
         pad_frames = max(self.info.flush_frames, 0 if tail.size else 1)
-        block = np.zeros(((1 if tail.size else 0) + pad_frames, FRAME_SAMPLES), dtype=np.float32)
+        tail = _queued(tail)
+        dtype = tail.dtype if tail.size else _PCM16
+        block = np.zeros(((1 if tail.size else 0) + pad_frames, FRAME_SAMPLES), dtype=dtype)
         block[0, : tail.size] = tail
         self._pad(stream, block, tail.size)
         stream.markers.append((stream.queued - 1, Marker.END if end else Marker.FINALIZE))
@@ -225,17 +232,17 @@ class StepPlanner:
         if stream is not None:
             self._release(stream)
 
-    def _pad(self, stream: _Stream, block: Frames, audio: int) -> None:
+    def _pad(self, stream: _Stream, block: QueuedFrames, audio: int) -> None:
         """Queue `block`, whose samples after the first `audio` are inserted silence: they
         are taken off the stream's clock."""
         self._enqueue(stream, block)
         start = (stream.queued - block.shape[0]) * FRAME_SAMPLES + audio
         stream.paddings.append((start, block.size - audio))
 
-    def _enqueue(self, stream: _Stream, frames: Frames) -> None:
+    def _enqueue(self, stream: _Stream, frames: QueuedFrames) -> None:
         if stream.queued == 0 and self.info.prefix_frames:
             # The engine's lead-in: the stream's own first frames, off its clock.
-            lead = np.zeros((self.info.prefix_frames, FRAME_SAMPLES), dtype=np.float32)
+            lead = np.zeros((self.info.prefix_frames, FRAME_SAMPLES), dtype=_PCM16)
             stream.blocks.append(lead)
             stream.queued = lead.shape[0]
             stream.paddings.append((0, lead.size))
@@ -249,29 +256,42 @@ class StepPlanner:
         return bool(self._ready)
 
     def plan(self) -> Plan | None:
-        """Take one frame from every stream that has one; None when nothing is waiting."""
+        """Take one frame from every stream that has one; None when nothing is waiting.
+
+        The per-row work is kept to bookkeeping: PCM16 rows are gathered as int16 and
+        converted to float32 for the whole step in one pass (`to_float32_into`), and the
+        rare per-row flags (a stream's first frame, a flush row) are set by index.
+        """
         if not self._ready:
             return None
         ids = list(self._ready)
         n = len(ids)
-        slots = np.empty(n, dtype=np.int64)
-        frames = np.empty((n, FRAME_SAMPLES), dtype=np.float32)
-        reset = np.zeros(n, dtype=np.bool_)
-        flush = np.zeros(n, dtype=np.bool_)
+        streams = self._streams
+        pcm = np.empty((n, FRAME_SAMPLES), dtype=np.int16)
+        floats: list[tuple[int, QueuedFrames]] = []
+        slots = [0] * n
         options: list[StreamOptions | None] = [None] * n
         markers: list[Marker | None] = [None] * n
+        resets: list[int] = []
+        flushes: list[int] = []
         for row, stream_id in enumerate(ids):
-            stream = self._streams[stream_id]
-            block = stream.blocks[0]
-            frames[row] = block[stream.head]
-            stream.head += 1
-            if stream.head == block.shape[0]:
-                stream.blocks.popleft()
-                stream.head = 0
+            stream = streams[stream_id]
+            blocks = stream.blocks
+            block = blocks[0]
+            head = stream.head
+            if block.dtype is _PCM16:
+                pcm[row] = block[head]
+            else:
+                floats.append((row, block[head]))
+            head += 1
+            if head == block.shape[0]:
+                blocks.popleft()
+                head = 0
+            stream.head = head
             slots[row] = stream.slot
             if not stream.started:
                 stream.started = True
-                reset[row] = True
+                resets.append(row)
                 options[row] = stream.options
                 self._engine_owner[stream.slot] = stream_id
             if stream.markers and stream.markers[0][0] == stream.planned:
@@ -279,13 +299,22 @@ class StepPlanner:
                 markers[row] = marker
                 stream.unacked.append(marker)
                 self._unacked += 1
-                flush[row] = True
+                flushes.append(row)
             stream.planned += 1
-            if not stream.blocks:
+            if not blocks:
                 del self._ready[stream_id]
+        frames = to_float32_into(pcm, np.empty((n, FRAME_SAMPLES), dtype=np.float32))
+        for row, frame in floats:
+            frames[row] = frame
+        reset = np.zeros(n, dtype=np.bool_)
+        reset[resets] = True
+        flush = np.zeros(n, dtype=np.bool_)
+        flush[flushes] = True
         self.steps += 1
         self.frames_planned += n
-        batch = StepInput(slots=slots, frames=frames, reset=reset, flush=flush, options=options)
+        batch = StepInput(
+            slots=np.array(slots, dtype=np.int64), frames=frames, reset=reset, flush=flush, options=options
+        )
         return Plan(batch, tuple(ids), tuple(markers))
 
     def collect_plan(self) -> Plan:
@@ -373,6 +402,15 @@ class StepPlanner:
         del self._streams[stream.id]
         self._ready.pop(stream.id, None)
         heapq.heappush(self._free, stream.slot)
+
+
+def _queued(frames: QueuedFrames) -> QueuedFrames:
+    """Frames in one of the two forms `plan` gathers: native int16 (PCM16 values) or float32."""
+    if frames.dtype is _PCM16 or frames.dtype == np.float32:
+        return frames
+    if frames.dtype.kind == "i":
+        return frames.astype(np.int16)
+    return frames.astype(np.float32)
 
 
 def _retime(stream: _Stream, event: EngineEvent) -> EngineEvent:

@@ -30,7 +30,7 @@ from typing import Protocol, TypeVar
 from stt.audio import split_frames
 from stt.engine.base import warm_up
 from stt.engine.interface import Engine, EngineEvent, EngineInfo, StreamOptions, WordEvent
-from stt.planner import Frames, StepPlanner, StreamListener
+from stt.planner import Frames, QueuedFrames, StepPlanner, StreamListener
 
 log = logging.getLogger(__name__)
 
@@ -72,9 +72,9 @@ class StreamPort(Protocol):
 
     def configure(self, stream_id: int, options: StreamOptions) -> None: ...
 
-    def push(self, stream_id: int, frames: Frames) -> None: ...
+    def push(self, stream_id: int, frames: QueuedFrames) -> None: ...
 
-    def finalize(self, stream_id: int, tail: Frames, *, end: bool) -> None: ...
+    def finalize(self, stream_id: int, tail: QueuedFrames, *, end: bool) -> None: ...
 
     def release(self, stream_id: int) -> None: ...
 
@@ -101,12 +101,12 @@ class StreamHandle:
     def configure(self, options: StreamOptions) -> None:
         self._port.configure(self.id, options)
 
-    def push(self, frames: Frames) -> None:
-        """Queue whole frames, shape (n, FRAME_SAMPLES)."""
+    def push(self, frames: QueuedFrames) -> None:
+        """Queue whole frames, shape (n, FRAME_SAMPLES): float32, or int16 PCM16 values."""
         if frames.shape[0]:
             self._port.push(self.id, frames)
 
-    def finalize(self, tail: Frames, *, end: bool) -> None:
+    def finalize(self, tail: QueuedFrames, *, end: bool) -> None:
         """Flush everything sent so far (`tail` is the last partial frame's samples)."""
         self._port.finalize(self.id, tail, end=end)
 
@@ -142,11 +142,11 @@ class _Port:
     def configure(self, stream_id: int, options: StreamOptions) -> None:
         self._planner.configure(stream_id, options)
 
-    def push(self, stream_id: int, frames: Frames) -> None:
+    def push(self, stream_id: int, frames: QueuedFrames) -> None:
         self._planner.push(stream_id, frames)
         self._wake()
 
-    def finalize(self, stream_id: int, tail: Frames, *, end: bool) -> None:
+    def finalize(self, stream_id: int, tail: QueuedFrames, *, end: bool) -> None:
         self._planner.finalize(stream_id, tail, end=end)
         self._wake()
 
