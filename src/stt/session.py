@@ -37,7 +37,7 @@ from typing import Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
-from stt.audio import FrameAssembler, pcm16_to_float32
+from stt.audio import FrameAssembler, pcm16_view
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
 from stt.engine.interface import EngineEvent, EngineInfo, StreamOptions, WordEvent
 from stt.limits import SessionLimits
@@ -66,6 +66,7 @@ from stt.numerals import NumeralsFilter
 from stt.ratelimit import TokenBucket
 from stt.scheduler import StreamHandle
 from stt.session_state import CloseReason, State, StreamState
+from stt.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 
@@ -230,6 +231,11 @@ class Session:
         self._opened = time.monotonic()
         self._ended_at: float | None = None
         self._timers: list[asyncio.TimerHandle] = []
+        self._receiver: asyncio.Task[None] | None = None
+        self._idle: Watchdog | None = None
+        """Times each wait for a client message while the stream is open (idle_timeout_s)."""
+        self._send_watch: Watchdog | None = None
+        """Times each send (send_timeout_s)."""
 
     @property
     def state(self) -> State:
@@ -272,11 +278,15 @@ class Session:
         info = self._info
         self._send(Ready(self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits))
         self._arm_session_timer()
+        loop = asyncio.get_running_loop()
+        self._idle = Watchdog(loop, self._limits.idle_timeout_s, self._idle_expired)
+        self._send_watch = Watchdog(loop, self._limits.send_timeout_s, self._send_expired)
         tasks: list[asyncio.Task[None]] = []
         try:
             await conn.accept()
             log.info("stream open", extra=fields(id=self.id, slot=handle.slot, client=self._client))
             receiver = asyncio.create_task(self._receive_loop(conn), name=f"recv-{self.id[:8]}")
+            self._receiver = receiver
             sender = self._sender = asyncio.create_task(self._send_loop(conn), name=f"send-{self.id[:8]}")
             tasks += (receiver, sender)
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -289,6 +299,8 @@ class Session:
                 task.cancel()
             for timer in self._timers:
                 timer.cancel()
+            self._idle.cancel()
+            self._send_watch.cancel()
             self._state.move(State.CLOSED)
             reason = self._state.reason
             assert reason is not None  # CLOSED always has one
@@ -338,19 +350,30 @@ class Session:
     # -- client -> server ------------------------------------------------------------------
 
     async def _receive_loop(self, conn: Connection) -> None:
+        idle = self._idle
+        assert idle is not None  # run() made it
         while self.state in _SENDING:
             if self._backpressure:
                 await self._hold_back()
-            timeout = self._limits.idle_timeout_s if self._state.is_open else None
+            if self._state.is_open:
+                idle.begin()
             try:
-                async with asyncio.timeout(timeout):
-                    message = await conn.receive()
-            except TimeoutError:
-                self._fail(ErrorCode.IDLE_TIMEOUT, f"no audio or KeepAlive for {timeout:g} s")
-                return
+                message = await conn.receive()
+            finally:
+                idle.end()
             if isinstance(message, Disconnect):
                 return
             self.receive(message)
+
+    def _idle_expired(self) -> None:
+        """A wait for a client message lasted idle_timeout_s: the Error, and the receive
+        loop stops (as if its receive had timed out). Only while the stream is open: after
+        the end of the stream, waiting for the client is not idling."""
+        if not self._state.is_open:
+            return
+        self._fail(ErrorCode.IDLE_TIMEOUT, f"no audio or KeepAlive for {self._limits.idle_timeout_s:g} s")
+        if self._receiver is not None:
+            self._receiver.cancel()
 
     async def _hold_back(self) -> None:
         """Backpressure: read nothing more while the backlog is above its limit (until steps
@@ -423,10 +446,12 @@ class Session:
             raise ProtocolError(
                 ErrorCode.BAD_FRAME, f"binary message of {len(data)} bytes is not PCM16 (odd byte count)"
             )
-        self._samples(pcm16_to_float32(data))
+        # Kept as int16 until a step gathers it: the planner converts the whole batch at once.
+        self._samples(pcm16_view(data))
 
-    def _samples(self, audio: npt.NDArray[np.float32]) -> None:
-        """Audio as float32 samples: the chunk limits, then into the stream's frames."""
+    def _samples(self, audio: npt.NDArray[np.float32] | npt.NDArray[np.int16]) -> None:
+        """Audio as float32 or int16 (PCM16) samples: the chunk limits, then into the
+        stream's frames."""
         self._require_open("audio")
         samples = int(audio.size)
         if _ms(samples) > self._limits.max_chunk_ms:
@@ -595,21 +620,29 @@ class Session:
             self._sender.cancel()
 
     async def _send_loop(self, conn: Connection) -> None:
+        watch = self._send_watch
+        assert watch is not None  # run() made it
         try:
             while True:
                 item = await self._outbox.get()
-                async with asyncio.timeout(self._limits.send_timeout_s):
-                    if isinstance(item, _Close):
-                        await conn.close(item.code, item.reason)
-                        return
-                    if isinstance(item, str):
-                        await conn.send_text(item)
-                    else:
-                        await conn.send_bytes(item)
-        except TimeoutError:
-            self._abandon(f"no data accepted for {self._limits.send_timeout_s:g} s")
+                watch.begin()
+                if isinstance(item, _Close):
+                    await conn.close(item.code, item.reason)
+                    return
+                if isinstance(item, str):
+                    await conn.send_text(item)
+                else:
+                    await conn.send_bytes(item)
+                watch.end()
         except (OSError, RuntimeError) as exc:
             log.debug("send failed; client gone", extra=fields(id=self.id, error=repr(exc)))
+        finally:
+            watch.end()
+
+    def _send_expired(self) -> None:
+        """A send (or the close) waited send_timeout_s for the client: abandon the stream
+        (which cancels this loop's task)."""
+        self._abandon(f"no data accepted for {self._limits.send_timeout_s:g} s")
 
 
 def _utf8_size(text: str) -> int:
