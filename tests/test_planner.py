@@ -394,10 +394,30 @@ def test_pcm16_frames_reach_the_engine_as_the_floats_they_stand_for() -> None:
     while (plan := planner.plan()) is not None:
         assert plan.input.frames.dtype == np.float32
         for row, owner in enumerate(plan.owners):
-            rows[owner].append(plan.input.frames[row])
+            rows[owner].append(plan.input.frames[row].copy())  # the array serves later steps
         planner.complete(plan, acked(plan))
     expected = np.zeros((6, FRAME_SAMPLES), np.float32)  # lead-in, 3 frames, tail, 1 padding
     expected[1:4] = floats[:whole].reshape(3, FRAME_SAMPLES)
     expected[4, :100] = floats[whole:]
     for got in rows.values():
         np.testing.assert_array_equal(np.stack(got), expected)
+
+
+def test_a_steps_frames_array_is_reused_only_once_that_step_completed() -> None:
+    """Plans reuse the frames array of a completed step (a fresh one each step costs page
+    faults), never one still in flight."""
+    planner = StepPlanner(info(slots=2))
+    a = planner.open(Listener())
+    assert a is not None
+    planner.push(a, np.stack([frames(1, value=v)[0] for v in (0.1, 0.2, 0.3)]))
+    first = planner.plan()
+    second = planner.plan()  # the first is still in flight
+    assert first is not None and second is not None
+    assert not np.shares_memory(first.input.frames, second.input.frames)
+    planner.complete(first, acked(first))
+    third = planner.plan()
+    assert third is not None
+    assert np.shares_memory(third.input.frames, first.input.frames)
+    assert not np.shares_memory(third.input.frames, second.input.frames)
+    np.testing.assert_array_equal(second.input.frames, frames(1, value=0.2))
+    np.testing.assert_array_equal(third.input.frames, frames(1, value=0.3))

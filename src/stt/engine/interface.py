@@ -121,7 +121,8 @@ class StepInput:
     slots: npt.NDArray[np.int64]
     """(n,) distinct slot indices in [0, max_batch)."""
     frames: npt.NDArray[np.float32]
-    """(n, FRAME_SAMPLES) float32 audio in [-1, 1]."""
+    """(n, FRAME_SAMPLES) float32 audio in [-1, 1]. Valid until `step` returns: the planner
+    refills the same array for a later step, so an engine copies what it keeps."""
     reset: npt.NDArray[np.bool_]
     """(n,) True where a new stream starts in this slot: clear its state before the frame."""
     flush: npt.NDArray[np.bool_]
