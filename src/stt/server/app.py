@@ -34,7 +34,7 @@ from stt.protocols import Adapter, kyutai, realtime
 from stt.protocols.native import NativeProtocol
 from stt.ratelimit import KeyedRateLimiter
 from stt.scheduler import NoCapacityError, Scheduler
-from stt.server import transcriptions
+from stt.server import page, transcriptions
 from stt.server.auth import Authenticator, extract_token
 from stt.server.errors import error_response as _error
 from stt.server.lifecycle import Lifecycle
@@ -46,7 +46,8 @@ STREAM_PATHS = ("/v1/stream", "/v1/transcribe")
 AdapterFactory = Callable[[EngineInfo, str], Adapter]
 """Builds a connection's protocol adapter (and its session) from the engine and client address."""
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
-"""Reachable without an API key (orchestrators probe them)."""
+"""Reachable without an API key (orchestrators probe them); so are the browser page and its
+files (`stt.server.page.is_public`), which hold no secret and ask for the key themselves."""
 
 
 class _StarletteConnection:
@@ -102,7 +103,7 @@ class _AuthMiddleware:
         if scope["type"] not in ("http", "websocket") or not self.authenticator.enabled:
             await self.app(scope, receive, send)
             return
-        if scope["path"] in OPEN_PATHS:
+        if scope["path"] in OPEN_PATHS or (scope["type"] == "http" and page.is_public(scope["path"])):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -282,6 +283,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         response_model=None,
         summary="Transcribe an audio file (OpenAI-compatible; see docs/protocol.md)",
     )
+    page.add_page(app)
 
     return app
 
