@@ -9,12 +9,16 @@ export const FRAME_SAMPLES = 1920; // 80 ms: the model consumes one such frame p
  * then releases the microphone.
  */
 export async function startCapture(onFrame) {
-  const media = await navigator.mediaDevices.getUserMedia({
-    audio: { channelCount: 1, echoCancellation: true, noiseSuppression: false, autoGainControl: true },
-  });
+  // The worklet is loaded before the microphone opens, so that no speech is lost meanwhile.
   const context = new AudioContext();
+  let media = null;
   try {
     await context.audioWorklet.addModule(new URL("./worklet.js", import.meta.url));
+    media = await navigator.mediaDevices.getUserMedia({
+      // The raw signal: the page plays nothing back (no echo to cancel), and the models are
+      // trained on unprocessed audio (gain control and noise suppression distort it).
+      audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false },
+    });
     const source = context.createMediaStreamSource(media);
     const node = new AudioWorkletNode(context, "pcm-capture", {
       numberOfInputs: 1,
@@ -45,7 +49,7 @@ export async function startCapture(onFrame) {
       },
     };
   } catch (error) {
-    for (const track of media.getTracks()) track.stop();
+    for (const track of media?.getTracks() ?? []) track.stop();
     await context.close();
     throw error;
   }
