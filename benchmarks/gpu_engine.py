@@ -17,7 +17,11 @@ flushes cost at p99.
     python benchmarks/gpu_engine.py --models 1b --batch-sizes 64,128  # one shape, two sizes
     python benchmarks/gpu_engine.py --smoke                            # tiny model on CPU, seconds
 
-Prints a table and writes JSON. Exits 0 unless nothing could be measured.
+Prints a table and writes JSON. A configuration that fails is reported (in the table, on
+stderr with its traceback, and as `error` in its JSON row) and the others are still
+measured; running out of GPU memory ends that shape's batch sizes. Exits 0 when every
+configuration was measured (batch sizes past an out-of-memory excepted), 1 when one failed
+or nothing could be measured, 2 on bad arguments or no CUDA device.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import os
 import statistics
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +134,13 @@ def run_shape(
         except torch.cuda.OutOfMemoryError:
             print(f"{batch:>6} out of GPU memory")
             rows.append({"batch": batch, "error": "out of memory"})
-            break
+            break  # larger batches need more memory still
+        except Exception as exc:  # one broken configuration must not hide the others
+            error = f"{type(exc).__name__}: {exc}"
+            print(f"{batch:>6} failed: {error}")
+            traceback.print_exc(file=sys.stderr)
+            rows.append({"batch": batch, "error": error})
+            continue
         row["realtime"] = row["steady"]["realtime"] and row["churn"]["realtime"]
         rows.append(row)
         steady, churned = row["steady"], row["churn"]
@@ -138,7 +149,9 @@ def run_shape(
             f"{churned['step_p50_ms']:>10.2f} {churned['step_p99_ms']:>10.2f} "
             f"{steady['speed_x_realtime_p50']:>11.1f} {'yes' if row['realtime'] else 'no':>9}"
         )
-        if not row["realtime"] and not args.keep_going:
+        # On CPU (--smoke) real time says nothing about the script, and a shared machine's
+        # load decides it: every asked batch size is measured.
+        if not row["realtime"] and not (args.keep_going or args.smoke):
             break
     measured = [r for r in rows if "error" not in r]
     realtime = max((r["batch"] for r in measured if r["realtime"]), default=0)
@@ -198,17 +211,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"device: {gpu}  cuda graphs: {args.cuda_graphs}")
     results = []
     for name in names:
-        if args.smoke:  # the tiny model stands in for every shape: this checks the script only
-            model = random_model(tiny_lm_config(), tiny_mimi_config(), device=device, dtype=args.dtype)
-        else:
-            model = random_model(shapes[name](), device=device, dtype=args.dtype)
+        try:
+            if args.smoke:  # the tiny model stands in for every shape: this checks the script only
+                model = random_model(tiny_lm_config(), tiny_mimi_config(), device=device, dtype=args.dtype)
+            else:
+                model = random_model(shapes[name](), device=device, dtype=args.dtype)
+        except Exception as exc:  # e.g. out of memory for the larger shape: measure the others
+            error = f"{type(exc).__name__}: {exc}"
+            print(f"model: {name}  could not be built: {error}")
+            results.append({"model": name, "realtime_streams": 0, "rows": [], "error": error})
+            continue
         results.append(run_shape(name, model, batches, steps, args))
         del model
         gc.collect()
         if device.startswith("cuda"):
             torch.cuda.empty_cache()
-    if not any(r for res in results for r in res["rows"] if "error" not in r):
-        return 1
+    failed = [f"{res['model']}" for res in results if "error" in res] + [
+        f"{res['model']} batch {r['batch']}"
+        for res in results
+        for r in res["rows"]
+        if "error" in r and r["error"] != "out of memory"
+    ]
     result = {
         "device": gpu,
         "smoke": args.smoke,
@@ -220,6 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.json_out.write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json_out}")
+    if failed:
+        print(f"failed: {', '.join(failed)} (the others were measured)", file=sys.stderr)
+        return 1
+    if not any("error" not in r for res in results for r in res["rows"]):
+        return 1
     return 0
 
 

@@ -19,6 +19,8 @@ def bench() -> object:
 def test_smoke_run_prints_a_table_with_and_without_churn_and_writes_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Every asked batch size is measured whatever the machine's load: on CPU a step over
+    80 ms (no real time) must not end the run as it does on a GPU."""
     main = bench().main  # type: ignore[attr-defined]
     out = tmp_path / "smoke.json"
     args = ["--smoke", "--batch-sizes", "1,3", "--steps", "30", "--churn", "40", "--json-out", str(out)]
@@ -32,6 +34,32 @@ def test_smoke_run_prints_a_table_with_and_without_churn_and_writes_json(
         for row in model["rows"]:
             assert row["steady"]["admissions"] == 0 and row["churn"]["admissions"] > 0
             assert all(row[k]["step_p99_ms"] >= row[k]["step_p50_ms"] > 0 for k in ("steady", "churn"))
+
+
+def test_a_failing_configuration_is_reported_and_the_others_are_still_measured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch size breaking (here: its engine refuses to step) must not hide the rest:
+    the table and the JSON say which failed and why, and the exit status is 1."""
+    module = bench()
+    measure = module.measure  # type: ignore[attr-defined]
+
+    def breaks_at_two(model: object, batch: int, *args: object) -> object:
+        if batch == 2:
+            raise RuntimeError("step failed")
+        return measure(model, batch, *args)
+
+    monkeypatch.setattr(module, "measure", breaks_at_two)
+    out = tmp_path / "smoke.json"
+    args = ["--smoke", "--models", "1b", "--batch-sizes", "1,2,3", "--steps", "5", "--json-out", str(out)]
+    assert module.main(args) == 1  # type: ignore[attr-defined]
+    captured = capsys.readouterr()
+    assert "2 failed: RuntimeError: step failed" in captured.out
+    assert "failed: 1b batch 2" in captured.err
+    rows = json.loads(out.read_text())["models"][0]["rows"]
+    assert [r["batch"] for r in rows] == [1, 2, 3]
+    assert rows[1] == {"batch": 2, "error": "RuntimeError: step failed"}
+    assert all(r["steady"]["step_p50_ms"] > 0 for r in (rows[0], rows[2]))
 
 
 def test_churn_admits_streams_at_the_asked_rate() -> None:
