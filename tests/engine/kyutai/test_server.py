@@ -130,3 +130,27 @@ def test_kyutais_file_script_gets_the_engines_own_words_on_api_asr_streaming(tin
         (w.text, pytest.approx(w.start_s, abs=1e-3), pytest.approx(w.end_s, abs=1e-3)) for w in expected
     ]
     assert len(run.steps) > len(before_marker) // FRAME_SAMPLES
+
+
+def metric(text: str, name: str) -> float:
+    (value,) = [float(line.split()[-1]) for line in text.splitlines() if line.split(" ")[0] == name]
+    return value
+
+
+def test_context_refreshes_are_counted_on_metrics(tiny_short_context_checkpoint: Path) -> None:
+    """A 12 s stream through the tiny 40-frame window: the LM restarts a few times, and
+    /metrics says so as `stt_context_refreshes_total`."""
+    engine = build(tiny_short_context_checkpoint, slots=2)
+    data = float32_to_pcm16(np.concatenate([clip(20, 75), clip(21, 75)]).reshape(-1))
+    with app_client(engine, slots=2) as client:
+        assert metric(client.get("/metrics").text, "stt_context_refreshes_total") == 0
+        with client.websocket_connect("/v1/stream") as ws:
+            assert ws.receive_json()["type"] == "Ready"
+            ws.send_text(json.dumps({"type": "Configure", "backpressure": True}))  # 12 s at once
+            for i in range(0, len(data), CHUNK_BYTES):
+                ws.send_bytes(data[i : i + CHUNK_BYTES])
+            ws.send_text(json.dumps({"type": "CloseStream"}))
+            while ws.receive_json()["type"] != "Final":
+                pass
+        refreshes = metric(client.get("/metrics").text, "stt_context_refreshes_total")
+    assert refreshes == engine.counters()["context_refreshes"] >= 2
