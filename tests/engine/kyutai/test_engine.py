@@ -223,6 +223,55 @@ def test_flush_is_acknowledged_in_the_flush_rows_step_with_the_lead_in_off_the_c
     assert "".join(w.text for w in listener.words) == engine._model.tokenizer.decode(pieces).replace(" ", "")
 
 
+def test_a_long_last_word_is_not_cut_by_the_flush(tmp_path: Path) -> None:
+    """A clip whose last word the model is still writing 8 frames into the padding (a
+    talkative tiny model: boundary and padding less likely). Through the scheduler
+    (`Scheduler.transcribe`: planner, lead-in, flush padding, acknowledgement) the client
+    gets every word of this clip that Kyutai's loop writes given all the silence it wants,
+    in full: with the old flush of delay + 1 frames its last pieces came after the ack."""
+    import asyncio
+
+    from stt.engine.kyutai.testing import write_checkpoint
+    from stt.engine.kyutai.words import SlotDecoder
+    from stt.scheduler import Scheduler
+
+    checkpoint = write_checkpoint(tmp_path / "talkative", boundary_gain=1.5)
+    audio = clip(25, 24)
+    engine = build(checkpoint, slots=1, kyutai_pause_threshold=0.0)
+    info, model = engine.info, engine._model
+    lead, end = info.prefix_frames, info.prefix_frames + len(audio)  # steps counted from 1
+    silence = np.zeros((30, audio.shape[1]), dtype=np.float32)
+    tokens = reference_loop(checkpoint, np.concatenate([audio, silence]), lead_in=lead)[0]
+    is_piece = model.ids.is_piece
+    old_ack = end + info.delay_frames + 1
+    assert is_piece(tokens[old_ack - 1]) and is_piece(tokens[old_ack]), "the last word runs past delay + 1"
+
+    reference = SlotDecoder(model.tokenizer, model.ids, model.timing.delay_s, prefix_frames=lead)
+    written = [e for token in tokens for e in reference.push(token) if isinstance(e, WordEvent)]
+    duration = len(audio) * FRAME_SECONDS
+
+    def client_time(slot_s: float) -> float:  # the planner takes the lead-in and padding off
+        return round(min(duration, max(0.0, slot_s - lead * FRAME_SECONDS)), 6)
+
+    expected = [
+        (w.text, client_time(w.start_s), client_time(w.end_s))
+        for w in written
+        if w.start_s - lead * FRAME_SECONDS < duration  # words about the clip, not about the silence
+    ]
+    assert expected
+
+    async def transcribe() -> list[WordEvent]:
+        scheduler = Scheduler(engine)
+        await scheduler.start(warmup=False)
+        try:
+            return await scheduler.transcribe(audio.reshape(-1))
+        finally:
+            await scheduler.stop()
+
+    got = [(w.text, round(w.start_s, 6), round(w.end_s, 6)) for w in asyncio.run(transcribe())]
+    assert got == expected
+
+
 def test_word_times_follow_the_documented_convention(tiny_checkpoint: Path) -> None:
     """Through the planner (lead-in off the clock): a word starts at its first piece's stamp,
     (client frame index) * 0.08 - delay_s with the checkpoint's unrounded delay (0.48 s)."""
