@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from stt.constants import FRAME_MS, FRAME_SAMPLES
-from stt.engine.interface import StepInput
+from stt.engine.interface import FLUSHED, StepInput
 
 FULL_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 192, 256, 320, 384, 448, 512)
 SMOKE_BATCHES = (1, 2, 4)
@@ -86,6 +86,7 @@ def measure(model: Any, batch: int, steps: int, args: argparse.Namespace, churn:
             engine.step(StepInput(slots, frames, no, no))
         schedule = churn_schedule(batch, steps, churn) if churn > 0 else [[] for _ in range(steps)]
         times = []
+        acked = 0
         starting: list[int] = []
         for ending in schedule:
             reset, flush = no.copy(), no.copy()
@@ -93,8 +94,9 @@ def measure(model: Any, batch: int, steps: int, args: argparse.Namespace, churn:
             flush[ending] = True
             step = StepInput(slots, frames, reset, flush)
             t = time.perf_counter()
-            engine.step(step)  # ends with the results' copy to the host, so the GPU is done
+            out = engine.step(step)  # ends with the results' copy to the host, so the GPU is done
             times.append((time.perf_counter() - t) * 1000)
+            acked += sum(1 for events in out.events for event in events if event is FLUSHED)
             starting = ending
     finally:
         engine.close()
@@ -103,6 +105,7 @@ def measure(model: Any, batch: int, steps: int, args: argparse.Namespace, churn:
         "batch": batch,
         "churn_per_64_per_s": churn,
         "admissions": sum(len(e) for e in schedule),
+        "flushes_acked": acked,
         "step_p50_ms": p50,
         "step_p99_ms": p99,
         "step_max_ms": max(times),

@@ -32,7 +32,9 @@ def test_smoke_run_prints_a_table_with_and_without_churn_and_writes_json(
     for model in result["models"]:
         assert [r["batch"] for r in model["rows"]] == [1, 3]
         for row in model["rows"]:
-            assert row["steady"]["admissions"] == 0 and row["churn"]["admissions"] > 0
+            assert row["steady"]["admissions"] == row["steady"]["flushes_acked"] == 0
+            # every stream that left sent its flush row, and the engine acknowledged it
+            assert row["churn"]["flushes_acked"] == row["churn"]["admissions"] > 0
             assert all(row[k]["step_p99_ms"] >= row[k]["step_p50_ms"] > 0 for k in ("steady", "churn"))
 
 

@@ -14,8 +14,11 @@ the engine counts its lead-in frames too and the planner takes them off). A word
 the stamp of its first piece and ends at the stamp of the first token after its last piece:
 it is sent as soon as it is complete. Kyutai's PyTorch script stamps one frame earlier (it
 feeds the audio one frame ahead of training and loses the first frame) and ends a word at
-the next boundary; its Rust server matches training but rounds the delay to whole frames
-(20 ms later for stt-1b-en_fr). Words that arrive without a boundary between them split the
+the next boundary; its Rust server feeds the audio as in training (a pad token first) but
+stamps `(step - asr_delay_in_tokens) / 12.5` with the step counted after its token and the
+delay in whole frames (6 for stt-1b-en_fr's 6.25, 32 for stt-2.6b-en's 31.25): 100 ms later
+for stt-1b-en_fr, 20 ms for stt-2.6b-en; it starts a word at the boundary token before it
+and ends it at the next boundary. Words that arrive without a boundary between them split the
 span by their token counts, as Kyutai's script does. A pause is stamped like a token of its
 step.
 """
