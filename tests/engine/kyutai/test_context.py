@@ -135,3 +135,23 @@ def test_a_ten_minute_stream_keeps_its_clock_and_loses_no_word_at_a_refresh(
     counted = [t for i, t in enumerate(tokens, start=1) if i >= first and i not in blind and ids.is_piece(t)]
     text = engine._model.tokenizer.decode(counted)
     assert "".join(w.text for w in words) == text.replace(" ", ""), "a piece was lost or repeated"
+    # The clock: a run of counted pieces (ended by a non-piece, a blind stretch or a refresh)
+    # that spells a word starts a word at its first step's stamp, step * 0.08 - delay_s,
+    # however many refreshes came before.
+    delay_s, refreshed = engine._model.timing.delay_s, {s for _, s, _ in refreshes}
+    runs: list[list[tuple[int, int]]] = []
+    before = False
+    for i, t in enumerate(tokens, start=1):
+        piece = i >= first and i not in blind and ids.is_piece(t)
+        if piece:
+            if not before:
+                runs.append([])
+            runs[-1].append((i, t))
+        before = piece and i not in refreshed
+    starts = [
+        round(max(0.0, run[0][0] * 0.08 - delay_s), 6)
+        for run in runs
+        if engine._model.tokenizer.decode([t for _, t in run]).split()
+    ]
+    assert len(starts) > 100
+    assert set(starts) <= {round(w.start_s, 6) for w in words}, "a word's time is off the clock"
