@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from stt.engine.base import BaseEngine
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.interface import (
+    Capacity,
     EngineEvent,
     EngineInfo,
     PauseEvent,
@@ -143,6 +144,18 @@ class GatedEngine(RecordingEngine):
         if not self.gate.wait(10):
             raise RuntimeError("the test never opened the gate")
         return super().step(batch)
+
+
+class MeasuredEngine(RecordingEngine):
+    """The fake engine with a capacity of its own, as a measuring engine reports it; the test
+    sets `streams` (what a measurement would say) at any time."""
+
+    def __init__(self, streams: int, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.streams = streams
+
+    def capacity(self) -> Capacity:
+        return Capacity(self.streams, "measured", self.streams, decode_s=0.25, budget_s=1.0, samples=3)
 
 
 @dataclass

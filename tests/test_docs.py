@@ -35,7 +35,7 @@ def test_the_tables_show_every_setting_with_its_names_and_default() -> None:
         assert f"| `{option.flag}` | `{option.env}` |" in table, option.name
     assert "| `--max-backlog-s` | `STT_MAX_BACKLOG_S` | `10` |" in table
     assert "| `--kyutai-compile` | `STT_KYUTAI_COMPILE` | `true` |" in table
-    assert "| `--slots` | `STT_SLOTS` | engine's own |" in table
+    assert "| `--slots` | `STT_SLOTS` | `auto` |" in table
     assert "| `STT_MODAL_MAX_INPUTS` | slots |" in markdown_table(ModalSettings, flags=False)
 
 

@@ -20,6 +20,7 @@ from tests.fakes import (
     GatedEngine,
     LateAckEngine,
     Listener,
+    MeasuredEngine,
     RecordingEngine,
 )
 
@@ -112,6 +113,55 @@ def test_admission_is_bounded_and_rows_never_exceed_max_batch() -> None:
         assert max(len(r.slots) for r in engine.records) == 3
 
     asyncio.run(main())
+
+
+def test_admission_stops_at_the_engines_measured_capacity_and_follows_it() -> None:
+    """Slots free but past the capacity: refused as if full; a capacity that rises (a
+    measurement) or a stream that leaves lets the next one in; running streams go on."""
+
+    async def main() -> None:
+        engine = MeasuredEngine(2, slots=4, delay_frames=1)
+        scheduler = Scheduler(engine)
+        await scheduler.start(warmup=False)
+        assert (scheduler.capacity.streams, scheduler.capacity.source) == (2, "measured")
+        listeners = [Listener() for _ in range(4)]
+        a, b, refused = (scheduler.open(listener) for listener in listeners[:3])
+        assert a is not None and b is not None and refused is None
+        with pytest.raises(NoCapacityError, match="takes 2 streams within its latency budget"):
+            async with scheduler.stream(Listener()):
+                pass
+        waiting = asyncio.create_task(scheduler.transcribe(encode_text("queued"), slot_wait_s=5))
+        await asyncio.sleep(0)  # the task runs up to its wait for a slot
+        assert scheduler.waiting_for_slots == 1
+        send(a, "first")
+        await listeners[0].done()  # a leaves: its place goes to the waiting clip
+        assert [w.text for w in await waiting] == ["queued"]
+        engine.streams = 3
+        c, d = scheduler.open(listeners[3]), scheduler.open(listeners[2])
+        assert c is not None and d is not None
+        assert scheduler.open(Listener()) is None  # b, c, d: 3 of 4 slots, the capacity
+        send(b, "second")
+        send(c, "third")
+        send(d, "fourth")
+        await asyncio.gather(*(listener.done() for listener in listeners[1:]))
+        await scheduler.stop()
+        assert [listener.text for listener in listeners] == ["first", "second", "fourth", "third"]
+
+    asyncio.run(main())
+
+
+def test_an_engine_that_measures_nothing_has_its_slots_as_capacity() -> None:
+    scheduler = Scheduler(RecordingEngine(slots=3))
+    assert scheduler.capacity.as_dict() == {
+        "streams": 3,
+        "source": "slots",
+        "measured_streams": None,
+        "decode_s": None,
+        "decode_s_per_audio_s": None,
+        "budget_s": None,
+        "samples": 0,
+    }
+    assert Scheduler(MeasuredEngine(9, slots=3)).capacity.streams == 3  # never past the slots
 
 
 def test_streams_join_and_leave_a_running_batch() -> None:

@@ -50,7 +50,12 @@ class EngineSettings(Checked):
     model: str | None = setting(
         None, "model to load: a local directory, a mounted volume path or a hub id", unset="engine's own"
     )
-    slots: int | None = setting(None, "concurrent streams (engine batch size)", unset="engine's own")
+    slots: int | None = setting(
+        None,
+        "concurrent streams (engine batch size); `auto`: the engine's own (whisper: the streams its "
+        "measured decoder serves within `--whisper-latency-budget-s`)",
+        unset="`auto`",
+    )
     batch_wait_ms: float = setting(
         0.0, "after an idle period, wait this long for more streams' frames before a step"
     )

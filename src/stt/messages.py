@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from stt.constants import FRAME_SAMPLES, PROTOCOL_VERSION, SAMPLE_RATE
-from stt.engine.interface import WordEvent
+from stt.engine.interface import Capacity, WordEvent
 from stt.limits import SessionLimits
 from stt.numerals import Numerals
 
@@ -206,8 +206,11 @@ class Ready:
     languages: tuple[str, ...] = ()
     pauses: bool = False
     limits: SessionLimits | None = None
+    capacity: Capacity | None = None
+    """The server's capacity when the stream was admitted (absent from the wire when None)."""
 
     def to_json(self) -> str:
+        extra = {} if self.capacity is None else {"capacity": self.capacity.as_dict()}
         return _dump(
             {
                 "type": "Ready",
@@ -222,6 +225,7 @@ class Ready:
                 "limits": {name: getattr(self.limits, name) for name in ADVERTISED_LIMITS}
                 if self.limits
                 else {},
+                **extra,
             }
         )
 

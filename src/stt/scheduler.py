@@ -29,7 +29,15 @@ from typing import Protocol, TypeVar
 
 from stt.audio import split_frames
 from stt.engine.base import warm_up
-from stt.engine.interface import Engine, EngineEvent, EngineInfo, StreamOptions, WordEvent
+from stt.engine.interface import (
+    Capacity,
+    Engine,
+    EngineEvent,
+    EngineInfo,
+    StreamOptions,
+    WordEvent,
+    capacity_of,
+)
 from stt.planner import Frames, QueuedFrames, StepPlanner, StreamListener
 
 log = logging.getLogger(__name__)
@@ -273,9 +281,17 @@ class Scheduler:
     def total_slots(self) -> int:
         return self._planner.total_slots
 
+    @property
+    def capacity(self) -> Capacity:
+        """Streams admitted now: the engine's measured capacity, else its slots."""
+        return capacity_of(self.engine)
+
     def open(self, listener: StreamListener, options: StreamOptions | None = None) -> StreamHandle | None:
-        """Reserve a slot now, or return None when all are busy. The caller must close the
-        handle; `stream()` does it for you and is what servers use."""
+        """Reserve a slot now, or return None when all are busy or the engine's capacity is
+        reached (then running streams keep their latency). The caller must close the handle;
+        `stream()` does it for you and is what servers use."""
+        if self._planner.used_slots >= self.capacity.streams:
+            return None
         stream_id = self._planner.open(listener, options)
         return None if stream_id is None else StreamHandle(self._port, stream_id)
 
@@ -300,7 +316,7 @@ class Scheduler:
         self, listener: StreamListener, options: StreamOptions | None, wait_s: float
     ) -> StreamHandle:
         if wait_s <= 0:
-            raise NoCapacityError(f"all {self.total_slots} slots are busy; retry later")
+            raise NoCapacityError(self._refusal())
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while (handle := self.open(listener, options)) is None:
@@ -329,6 +345,16 @@ class Scheduler:
             handle.finalize(tail, end=True)
             return await listener.future
 
+    def _refusal(self) -> str:
+        capacity = self.capacity
+        if capacity.streams < self.total_slots:
+            how = "measured decoder cost" if capacity.source == "measured" else capacity.source
+            return (
+                f"the engine takes {capacity.streams} streams within its latency budget "
+                f"({how}) and all are busy; retry later"
+            )
+        return f"all {self.total_slots} slots are busy; retry later"
+
     @property
     def waiting_for_slots(self) -> int:
         """Streams still waiting in `stream(wait_s=...)` for a slot (tests check this state)."""
@@ -336,7 +362,7 @@ class Scheduler:
 
     def _slot_freed(self) -> None:
         """Wake as many slot waiters as there are free slots."""
-        free = self._planner.total_slots - self._planner.used_slots
+        free = min(self._planner.total_slots, self.capacity.streams) - self._planner.used_slots
         while free > 0 and self._slot_waiters:
             waiter = self._slot_waiters.popleft()
             if not waiter.done():

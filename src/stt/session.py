@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from stt.audio import FrameAssembler, pcm16_view
 from stt.constants import END_OF_STREAM_BYTES, FRAME_SAMPLES, FRAME_SECONDS, SAMPLE_RATE
-from stt.engine.interface import EngineEvent, EngineInfo, StreamOptions, WordEvent
+from stt.engine.interface import Capacity, EngineEvent, EngineInfo, StreamOptions, WordEvent
 from stt.limits import SessionLimits
 from stt.logs import fields
 from stt.messages import (
@@ -204,8 +204,11 @@ class Session:
         on_step: Callable[[], None] | None = None,
         backpressure: bool = False,
         pauses: bool = False,
+        capacity: Callable[[], Capacity] | None = None,
     ) -> None:
+        """`capacity`: what `Ready` reports of the server's capacity (read when it is sent)."""
         self.id = session_id or uuid.uuid4().hex
+        self._capacity = capacity
         self.words: list[WordEvent] = []
         self._info = info
         self._limits = limits
@@ -276,7 +279,10 @@ class Session:
         if self._backpressure or self._on_step is not None:
             handle.watch_steps(self._stepped_once)
         info = self._info
-        self._send(Ready(self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits))
+        capacity = self._capacity() if self._capacity is not None else None
+        self._send(
+            Ready(self.id, info.name, info.delay_s, info.languages, info.pause_events, self._limits, capacity)
+        )
         self._arm_session_timer()
         loop = asyncio.get_running_loop()
         self._idle = Watchdog(loop, self._limits.idle_timeout_s, self._idle_expired)

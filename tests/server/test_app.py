@@ -16,7 +16,7 @@ from stt.constants import CHUNK_BYTES, END_OF_STREAM_BYTES, FRAME_SAMPLES, PROTO
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
 from stt.engine.interface import Engine
-from tests.fakes import FailingEngine, LateAckEngine
+from tests.fakes import FailingEngine, LateAckEngine, MeasuredEngine
 from tests.helpers import CLOSE, FINALIZE, KEEP, app_client, collect, expect_error, pcm, wait_for_no_streams
 
 
@@ -273,6 +273,39 @@ def test_over_capacity_is_refused_and_existing_streams_are_untouched() -> None:
             assert collect(a)[0][-1]["transcript"] == "alpha"
             assert collect(b)[0][-1]["transcript"] == "beta"
         assert client.get("/readyz").json()["slots_used"] == 0
+
+
+def test_past_the_measured_capacity_a_stream_is_refused_though_slots_are_free() -> None:
+    """Ready and /v1/status say what the engine measured; the stream past it gets
+    over_capacity and the running one keeps going; a higher measurement admits more."""
+    engine = MeasuredEngine(1, slots=4, delay_frames=1)
+    with app_client(engine) as client, client.websocket_connect("/v1/stream") as a:
+        ready = a.receive_json()
+        assert ready["capacity"] == {
+            "streams": 1,
+            "source": "measured",
+            "measured_streams": 1,
+            "decode_s": 0.25,
+            "decode_s_per_audio_s": 0.25,
+            "budget_s": 1.0,
+            "samples": 3,
+        }
+        a.send_bytes(pcm("alpha"))
+        status = client.get("/v1/status").json()
+        assert (status["slots_total"], status["slots_used"], status["slots_free"]) == (4, 1, 0)
+        assert status["capacity"]["streams"] == 1
+        with client.websocket_connect("/v1/stream") as refused:
+            error = expect_error(refused, "over_capacity", 4503)
+            assert "takes 1 streams within its latency budget (measured decoder cost)" in error["message"]
+        engine.streams = 2
+        assert client.get("/v1/status").json()["slots_free"] == 1
+        with client.websocket_connect("/v1/stream") as b:
+            assert b.receive_json()["capacity"]["streams"] == 2
+            b.send_bytes(pcm("beta"))
+            b.send_text(CLOSE)
+            assert collect(b)[0][-1]["transcript"] == "beta"
+        a.send_text(CLOSE)
+        assert collect(a)[0][-1]["transcript"] == "alpha"
 
 
 def test_client_disconnecting_mid_stream_frees_its_slot(client: TestClient) -> None:

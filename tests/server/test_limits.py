@@ -130,6 +130,15 @@ def test_status_and_metrics_during_a_stream() -> None:
                 "slots_total": 3,
                 "slots_free": 2,
                 "streams_open": 1,
+                "capacity": {
+                    "streams": 3,
+                    "source": "slots",
+                    "measured_streams": None,
+                    "decode_s": None,
+                    "decode_s_per_audio_s": None,
+                    "budget_s": None,
+                    "samples": 0,
+                },
             }
             ws.send_text(CLOSE)
             collect(ws)

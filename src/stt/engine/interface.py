@@ -20,6 +20,7 @@ so the scheduler runs the next step (an empty one if no frame waits) as soon as 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -198,6 +199,82 @@ class Engine(Protocol):
     def close(self) -> None:
         """Release resources (GPU memory, threads). Called once, at shutdown."""
         ...
+
+
+CAPACITY_SOURCES = ("slots", "measured", "configured")
+"""How an engine's capacity was decided: it is its slots (an engine whose cost does not
+grow with streams that way, or that cannot measure it), it is what the measured decoder cost
+allows, or an explicit `--slots` set it (the measurement is still reported beside it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capacity:
+    """How many streams the engine takes now, and how that was decided.
+
+    At most `EngineInfo.max_batch`; a stream past it is refused (`over_capacity`) like one past
+    the slots, so the streams already running keep their latency.
+    """
+
+    streams: int
+    source: str
+    """One of CAPACITY_SOURCES."""
+    measured_streams: int | None = None
+    """What the measurement allows (also when `--slots` overrides it); None: not measured."""
+    decode_s: float | None = None
+    """Measured decoder seconds per stream's decode (a moving average; None: not measured)."""
+    budget_s: float | None = None
+    """Longest a speaking stream may wait between two decodes: the budget held against."""
+    samples: int = 0
+    """Measurements behind `decode_s`: the warm-up probe, then every real decode."""
+
+    def __post_init__(self) -> None:
+        if self.streams < 1:
+            raise ValueError(f"capacity must be >= 1 stream, got {self.streams}")
+        if self.source not in CAPACITY_SOURCES:
+            raise ValueError(f"capacity source must be one of {CAPACITY_SOURCES}, got {self.source!r}")
+
+    @property
+    def decode_s_per_audio_s(self) -> float | None:
+        """Decoder time one speaking stream costs per second of its audio, decoded once per
+        budget: the decoder sustains 1 / this many streams."""
+        if self.decode_s is None or not self.budget_s:
+            return None
+        return self.decode_s / self.budget_s
+
+    def as_dict(self) -> dict[str, object]:
+        """The wire form (`/v1/status`, `Ready.capacity`; docs/protocol.md)."""
+        per_audio_s = self.decode_s_per_audio_s
+        return {
+            "streams": self.streams,
+            "source": self.source,
+            "measured_streams": self.measured_streams,
+            "decode_s": None if self.decode_s is None else round(self.decode_s, 4),
+            "decode_s_per_audio_s": None if per_audio_s is None else round(per_audio_s, 4),
+            "budget_s": self.budget_s,
+            "samples": self.samples,
+        }
+
+
+@runtime_checkable
+class CapacityEngine(Protocol):
+    """An engine that measures how many streams it sustains (optional; others: their slots)."""
+
+    def capacity(self) -> Capacity:
+        """Streams admitted now. Read on the event loop while steps and decodes run, at every
+        admission: cheap, from plain values the engine's threads update."""
+        ...
+
+
+def capacity_of(engine: Engine) -> Capacity:
+    """The engine's own capacity, or its slots when it does not measure one."""
+    if isinstance(engine, CapacityEngine):
+        found = engine.capacity()
+        return found if found.streams <= engine.info.max_batch else _clamped(found, engine.info.max_batch)
+    return Capacity(engine.info.max_batch, "slots")
+
+
+def _clamped(capacity: Capacity, slots: int) -> Capacity:
+    return dataclasses.replace(capacity, streams=slots)
 
 
 @runtime_checkable

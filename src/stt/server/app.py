@@ -25,7 +25,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from stt.config import Settings
 from stt.constants import PROTOCOL_VERSION
-from stt.engine.interface import CountingEngine, Engine, EngineInfo
+from stt.engine.interface import Capacity, CountingEngine, Engine, EngineInfo
 from stt.engine.registry import build_engine
 from stt.logs import fields
 from stt.messages import ErrorCode
@@ -156,9 +156,16 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             loopback = settings.server.host in ("127.0.0.1", "localhost", "::1")
             level = logging.INFO if loopback else logging.WARNING
             log.log(level, "authentication off: no API keys configured (STT_API_KEYS or STT_API_KEYS_FILE)")
+        capacity = scheduler.capacity
         log.info(
             "serving",
-            extra=fields(engine=built.info.name, slots=built.info.max_batch, delay_s=built.info.delay_s),
+            extra=fields(
+                engine=built.info.name,
+                slots=built.info.max_batch,
+                capacity=capacity.streams,
+                capacity_source=capacity.source,
+                delay_s=built.info.delay_s,
+            ),
         )
         try:
             yield
@@ -192,8 +199,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @app.get("/v1/status")
     async def status() -> dict[str, Any]:
-        """Capacity for load balancers: route new streams where slots are free."""
+        """Capacity for load balancers: route new streams where slots are free (`slots_free`:
+        streams that would be admitted now, within the engine's capacity)."""
         scheduler = scheduler_of(app)
+        capacity = scheduler.capacity
         return {
             "engine": scheduler.info.name,
             "protocol_version": PROTOCOL_VERSION,
@@ -201,8 +210,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             "draining": lifecycle.draining,
             "slots_used": scheduler.used_slots,
             "slots_total": scheduler.total_slots,
-            "slots_free": scheduler.total_slots - scheduler.used_slots,
+            "slots_free": max(0, capacity.streams - scheduler.used_slots),
             "streams_open": len(lifecycle),
+            "capacity": capacity.as_dict(),
         }
 
     @app.get("/metrics")
@@ -219,7 +229,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         await websocket.close(code.close_code, code.value)
 
     def native(info: EngineInfo, client: str) -> Adapter:
-        return NativeProtocol(Session(info, limits, metrics, client=client))
+        def capacity() -> Capacity:
+            return scheduler_of(app).capacity
+
+        return NativeProtocol(Session(info, limits, metrics, client=client, capacity=capacity))
 
     def kyutai_adapter(info: EngineInfo, client: str) -> Adapter:
         return kyutai.KyutaiProtocol(info, kyutai_limits, metrics, client=client)

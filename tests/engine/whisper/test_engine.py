@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import itertools
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -39,9 +40,10 @@ from stt.engine.interface import (
     WordEvent,
 )
 from stt.engine.registry import EngineUnavailableError, build_engine
+from stt.engine.whisper.capacity import streams_within
 from stt.engine.whisper.decode_queue import Job
 from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, probe
-from stt.engine.whisper.options import WhisperOptions
+from stt.engine.whisper.options import AUTO_SLOTS, WhisperOptions
 from stt.engine.whisper.weights import PACKAGED
 from stt.planner import StepPlanner
 from stt.tools.client import StreamResult, stream_audio
@@ -439,3 +441,34 @@ def test_a_flush_never_stalls_the_other_streams_steps(engine: WhisperEngine) -> 
     finally:
         gated.gate.set()
         gated.close()
+
+
+def test_auto_slots_admit_what_the_measured_decoder_serves(
+    engine: WhisperEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The warm-up's probe gives the first measurement; real decodes refine it; an explicit
+    slot count wins over it with a warning when it is more (cost figures: benchmarks)."""
+    auto = WhisperEngine(engine._model, WhisperOptions(latency_budget_s=1.0))
+    try:
+        assert auto.capacity().samples == 0
+        auto.warmup()
+        capacity = auto.capacity()
+        assert auto.info.max_batch == AUTO_SLOTS and capacity.source == "measured"
+        assert capacity.decode_s is not None and capacity.decode_s > 0 and capacity.samples == 1
+        assert capacity.streams == streams_within(1.0, capacity.decode_s, AUTO_SLOTS)
+        assert capacity.measured_streams == capacity.streams
+        auto.transcribe_words([clip("en-01")])
+        assert auto.capacity().samples > 1  # every real decode is a measurement
+    finally:
+        auto.close()
+    configured = WhisperEngine(engine._model, slots=AUTO_SLOTS)
+    try:
+        with caplog.at_level(logging.WARNING):
+            configured.warmup()
+        capacity = configured.capacity()
+        assert (capacity.streams, capacity.source) == (AUTO_SLOTS, "configured")
+        assert capacity.measured_streams is not None
+        exceeds = [r for r in caplog.records if "exceeds the measured capacity" in r.getMessage()]
+        assert len(exceeds) == (capacity.measured_streams < AUTO_SLOTS)
+    finally:
+        configured.close()

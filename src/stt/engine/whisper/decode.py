@@ -131,6 +131,32 @@ class Decoder:
             compression_ratio=_compression_ratio(text),
         )
 
+    def probe(self, tokens: int) -> int:
+        """A decode shaped like a stream's: 5 s of faint noise encoded, exactly `tokens` text
+        tokens generated (end of text suppressed) and aligned. Silence would end at once and
+        under-state the cost; the warm-up times this to estimate the decoder's capacity before
+        real decodes refine it. Returns the tokens generated."""
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        noise = np.random.default_rng(0).standard_normal(5 * WHISPER_SAMPLE_RATE) * 0.01
+        features = self._model.feature_extractor(noise.astype(np.float32))
+        frames = min(int(features.shape[-1]), self.context_frames)
+        encoded = self._model.encode(pad_or_trim(features, self.context_frames))
+        tokenizer = self._tokenizers[self._languages[0]]
+        result = self._model.model.generate(
+            encoded,
+            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            beam_size=1,
+            max_length=tokens,
+            suppress_blank=True,
+            suppress_tokens=[*get_suppressed_tokens(tokenizer, [-1]), tokenizer.eot],
+        )[0]
+        ids = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        if ids:
+            self._model.find_alignment(tokenizer, [ids], encoded, frames)
+        return len(ids)
+
     def _detect(self, encoded: Any) -> tuple[str, bool]:
         """The most likely of the decoder's languages (Whisper itself knows 99), and whether
         the guess is sure."""

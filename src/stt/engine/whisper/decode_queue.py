@@ -13,6 +13,9 @@ Finalize or an end of stream). It keeps the concurrency of the former design, in
 engine thread ran a flushed stream's final decode itself (stalling every stream meanwhile),
 so a stream's end neither waits behind the others' decodes nor holds up their partial ones.
 
+Every decode is timed (`clock`) and reported to `on_cost(seconds, windows)`: the engine's
+measured capacity follows what the decoder really sustains (`stt.engine.whisper.capacity`).
+
 The engine thread never runs or waits for a decode: it reads finished futures in its steps
 and asks `wake_after` for a future that resolves when the next job finishes, which the
 scheduler awaits to run a step that collects the result. The decode function releases the
@@ -49,8 +52,19 @@ class DecodeQueue(Generic[_Req, _Res]):
     """Waiting jobs of all slots and the threads that run them: the worker (finals first,
     then the oldest) and the flush thread (expedited jobs only, the oldest first)."""
 
-    def __init__(self, decode: Callable[[_Req], _Res], *, name: str = "decode") -> None:
+    def __init__(
+        self,
+        decode: Callable[[_Req], _Res],
+        *,
+        name: str = "decode",
+        clock: Callable[[], float] = time.perf_counter,
+        on_cost: Callable[[float, int], None] | None = None,
+    ) -> None:
+        """`on_cost(seconds, windows)` is called on the decode thread after each decode call
+        with its `clock` time; a failed decode is not a measurement."""
         self._decode = decode
+        self._clock = clock
+        self._on_cost = on_cost
         self._waiting: list[Job[_Req, _Res]] = []
         self._cond = threading.Condition()
         self._closed = False
@@ -143,11 +157,14 @@ class DecodeQueue(Generic[_Req, _Res]):
     def _execute(self, job: Job[_Req, _Res]) -> None:
         if not job.future.set_running_or_notify_cancel():
             return
+        started = self._clock()
         try:
             result = self._decode(job.request)
         except BaseException as exc:  # the engine thread reads it from the future
             job.future.set_exception(exc)
         else:
+            if self._on_cost is not None:
+                self._on_cost(self._clock() - started, 1)
             job.future.set_result(result)
         with self._cond:
             self.decodes += 1

@@ -15,6 +15,11 @@ Whisper is not a streaming model, so streaming is built around it:
   empty one if no frame waits: `StepOutput.wake` tells the scheduler) returns its words and
   then `FLUSHED`, in `StepOutput.late` if the stream sent no frame since. No step ever
   waits for a decode, so one stream's Finalize never stalls the others.
+- Capacity (`capacity()`): the decode threads time every decode; the streams admitted are
+  those whose decodes fit in `latency_budget_s` at the measured cost (probed at warm-up,
+  then a moving average of real decodes). With `slots=None` (`--slots auto`) that is the
+  admission limit over a table of `AUTO_SLOTS`; an explicit `slots` wins (a warning says when
+  it exceeds the measurement).
 - A reset slot starts a new state with a new generation; results of the previous stream's
   decodes are never looked at, so no stream hears another's words.
 
@@ -28,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -41,6 +47,7 @@ from stt.constants import WHISPER_SAMPLE_RATE as VAD_RATE
 from stt.engine.base import BaseEngine
 from stt.engine.interface import (
     FLUSHED,
+    Capacity,
     EngineInfo,
     FlushAck,
     PauseEvent,
@@ -51,9 +58,10 @@ from stt.engine.interface import (
     WordEvent,
 )
 from stt.engine.whisper.agreement import LocalAgreement
+from stt.engine.whisper.capacity import CostMeter, streams_within
 from stt.engine.whisper.decode import Decoder, stream_words
 from stt.engine.whisper.decode_queue import DecodeQueue, Job
-from stt.engine.whisper.options import DEFAULT_SLOTS, WhisperOptions
+from stt.engine.whisper.options import AUTO_SLOTS, WhisperOptions
 from stt.engine.whisper.vad import StreamingVad, load_vad_session
 from stt.engine.whisper.weights import DEFAULT_MODEL, PACKAGED, read_packaged
 
@@ -67,6 +75,9 @@ _QUIET = 0.35
 """Probability below which a window counts as silence (hysteresis, as in faster-whisper)."""
 _PREROLL_S = 0.3
 """Audio kept in front of detected speech: Silero triggers a little after a word begins."""
+PROBE_TOKENS = 32
+"""Text tokens of the warm-up's timed probe decode: about a 10 s window of speech (the
+moving average of real decodes corrects the estimate from the first streams on)."""
 
 
 @dataclass(frozen=True)
@@ -132,10 +143,13 @@ class WhisperEngine(BaseEngine):
     """Streaming Whisper over `slots` streams; see the module docstring for the design."""
 
     def __init__(
-        self, model: Any, options: WhisperOptions | None = None, *, slots: int = DEFAULT_SLOTS
+        self, model: Any, options: WhisperOptions | None = None, *, slots: int | None = None
     ) -> None:
+        """`slots=None`: a table of AUTO_SLOTS, streams admitted by measured capacity."""
         self._model = model
         self._opts = options or WhisperOptions()
+        self._configured = slots
+        slots = slots or AUTO_SLOTS
         multilingual = bool(model.model.is_multilingual)
         self._languages = ENGINE_LANGUAGES if multilingual else ("en",)
         self._info = EngineInfo(
@@ -149,7 +163,10 @@ class WhisperEngine(BaseEngine):
         )
         self._decoder = Decoder(model, self._languages, self._opts.context_s)
         self._vad_session = load_vad_session()
-        self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(self.decode, name="whisper-decode")
+        self._meter = CostMeter()
+        self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(
+            self.decode, name="whisper-decode", on_cost=self._meter.observe
+        )
         self._generation = 0
         self._slots = [self._new_slot(None) for _ in range(slots)]
         # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
@@ -165,10 +182,41 @@ class WhisperEngine(BaseEngine):
         """Decodes run so far (for tests and benchmarks)."""
         return self._queue.decodes
 
+    def capacity(self) -> Capacity:
+        """Streams admitted now (see `stt.engine.whisper.capacity`)."""
+        cost, budget = self._meter.cost_s, self._opts.latency_budget_s
+        measured = None if cost is None else streams_within(budget, cost, len(self._slots))
+        if self._configured is not None:
+            streams, source = len(self._slots), "configured"
+        else:
+            streams, source = measured or 1, "measured"
+        return Capacity(streams, source, measured, cost, budget, self._meter.samples)
+
     def warmup(self) -> None:
-        """Steps as the base does, plus one decode so the first stream pays no first-call cost."""
+        """Steps as the base does, plus one decode so the first stream pays no first-call
+        cost, then a timed probe decode: the first estimate of the decoder's capacity."""
         super().warmup()
         self.decode(DecodeRequest(np.zeros(VAD_RATE, dtype=np.float32), 0.0, self._languages[0]))
+        started = time.perf_counter()
+        self._decoder.probe(PROBE_TOKENS)
+        self._meter.observe(time.perf_counter() - started)
+        capacity = self.capacity()
+        log.info(
+            "whisper capacity: %d streams (%s); a decode takes %.2f s, budget %.2f s",
+            capacity.streams,
+            capacity.source,
+            capacity.decode_s or 0.0,
+            capacity.budget_s or 0.0,
+        )
+        if capacity.measured_streams is not None and capacity.streams > capacity.measured_streams:
+            log.warning(
+                "--slots %d exceeds the measured capacity of %d streams: past it, every stream's "
+                "words come later than --whisper-latency-budget-s %.2f s allows (--slots auto admits %d)",
+                capacity.streams,
+                capacity.measured_streams,
+                self._opts.latency_budget_s,
+                capacity.measured_streams,
+            )
 
     def close(self) -> None:
         self._queue.close()
@@ -355,7 +403,7 @@ def model_source(model: str | None) -> str:
 
 def build(model: str | None, options: WhisperOptions, *, slots: int | None) -> WhisperEngine:
     """Load `model` and stream with `options` (the registry's builder)."""
-    return WhisperEngine(load_model(model, options.cpu_threads), options, slots=slots or DEFAULT_SLOTS)
+    return WhisperEngine(load_model(model, options.cpu_threads), options, slots=slots)
 
 
 def load_model(model: str | None, cpu_threads: int = WhisperOptions.cpu_threads) -> Any:

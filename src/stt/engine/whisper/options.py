@@ -14,10 +14,10 @@ from stt.setting import Checked, setting
 NATIVE_CONTEXT_S = 30.0
 """Audio Whisper's encoder was trained on; `context_s` may be shorter, never longer."""
 
-DEFAULT_SLOTS = 10
-"""Streams when `--slots` is not given: what `stt stress --concurrency 10` needs; on 2 cores
-words come later beyond about 4 (see the README's capacity figures), but every utterance is
-finished."""
+AUTO_SLOTS = 16
+"""Slot table when `--slots` is auto (not given): the most streams a measured capacity may
+admit. Streams are admitted up to what the decoder serves within `latency_budget_s`
+(`stt.engine.whisper.capacity`), which on 2 cores is a few."""
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,11 @@ class WhisperOptions(Checked):
         0.5,
         "whisper engine: re-decode the current utterance after this much new audio (a busy decoder "
         "replaces a stream's waiting request by the newer one)",
+    )
+    latency_budget_s: float = setting(
+        1.0,
+        "whisper engine: longest a speaking stream waits between two decodes of its audio; "
+        "`--slots auto` admits the streams whose decodes fit in it at the measured decoder cost",
     )
     window_s: float = setting(
         10.0,
@@ -51,6 +56,10 @@ class WhisperOptions(Checked):
         yield (
             self.window_s >= 2 * self.interval_s,
             "whisper_window_s must be at least twice whisper_interval_s",
+        )
+        yield (
+            self.latency_budget_s >= self.interval_s,
+            "whisper_latency_budget_s must be at least whisper_interval_s",
         )
         yield self.silence_s > 0, "whisper_silence_s must be > 0"
         yield (
