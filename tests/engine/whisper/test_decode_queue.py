@@ -129,3 +129,67 @@ def test_an_expedited_final_runs_on_the_flush_thread_while_the_worker_is_busy() 
     finally:
         release.set()
         queue.close()
+
+
+class BatchingDecoder(GatedDecoder):
+    """Also decodes batches, recording each batch's requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def batch(self, requests: list[str]) -> list[str]:
+        self.batches.append(list(requests))
+        return [self(request) for request in requests]
+
+
+class Ticks:
+    """A clock that advances one tick per reading: every event has a time of its own."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_waiting_jobs_are_decoded_together_finals_first_then_the_stalest() -> None:
+    decoder = BatchingDecoder()
+    queue: DecodeQueue[str, str] = DecodeQueue(
+        decoder, decode_batch=decoder.batch, max_batch=3, name="worker", clock=Ticks()
+    )
+    try:
+        queue.submit(1, "a1")  # slot 1's decode starts at once: its staleness counts from then
+        assert decoder.started.wait(5)
+        b = queue.submit(2, "b")  # waiting since after a1 began
+        c = queue.submit(3, "c")
+        a2 = queue.submit(1, "a2")  # queued last, but slot 1 has waited since a1 began
+        final = queue.submit(4, "final", final=True)
+        decoder.gate.set()
+        assert [j.future.result(5) for j in (final, a2, b, c)] == ["FINAL", "A2", "B", "C"]
+    finally:
+        queue.close()
+    assert [request for request, _ in decoder.calls] == ["a1", "final", "a2", "b", "c"]
+    assert decoder.batches == [["final", "a2", "b"]]  # c, alone, is a decode of one
+    assert queue.decodes == 5
+
+
+def test_a_failed_batch_fails_each_of_its_jobs_and_a_batch_needs_a_batch_decoder() -> None:
+    decoder = GatedDecoder()
+
+    def failing(requests: list[str]) -> list[str]:
+        raise ValueError("batch failed")
+
+    queue: DecodeQueue[str, str] = DecodeQueue(decoder, decode_batch=failing, max_batch=4)
+    try:
+        block_worker(queue, decoder)
+        jobs = [queue.submit(slot, "y", final=True) for slot in range(3)]
+        decoder.gate.set()
+        for job in jobs:
+            with pytest.raises(ValueError, match="batch failed"):
+                job.future.result(5)
+    finally:
+        queue.close()
+    with pytest.raises(ValueError, match="needs decode_batch"):
+        DecodeQueue(str.upper, max_batch=2)

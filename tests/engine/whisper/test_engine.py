@@ -41,6 +41,7 @@ from stt.engine.interface import (
 )
 from stt.engine.registry import EngineUnavailableError, build_engine
 from stt.engine.whisper.capacity import streams_within
+from stt.engine.whisper.decode import stream_words
 from stt.engine.whisper.decode_queue import Job
 from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, probe
 from stt.engine.whisper.options import AUTO_SLOTS, WhisperOptions
@@ -472,3 +473,39 @@ def test_auto_slots_admit_what_the_measured_decoder_serves(
         assert len(exceeds) == (capacity.measured_streams < AUTO_SLOTS)
     finally:
         configured.close()
+
+
+def test_a_batch_decodes_each_window_as_a_decode_of_it_alone(engine: WhisperEngine) -> None:
+    """Windows of different lengths and languages, hinted or detected, in one call: each gets
+    its own language and the words its lone decode gets."""
+    import soxr
+
+    ids = ["en-01", "fr-05", "en-03"]
+    audio = [soxr.resample(clip(i), 24_000, 16_000).astype(np.float32) for i in ids]
+    asked = ["en", None, None]
+    decoder = engine._decoder
+    alone = [decoder(a, lang) for a, lang in zip(audio, asked, strict=True)]
+    together = decoder.batch(list(zip(audio, asked, strict=True)))
+    assert [d.language for d in together] == [d.language for d in alone] == ["en", "fr", "en"]
+    for clip_id, one, batched in zip(ids, alone, together, strict=True):
+        text = " ".join(w.text for w in stream_words(batched.words, 0.0, 30.0))
+        assert_heard(clip_id, text)
+        assert len(batched.words) == len(one.words), (clip_id, batched.words, one.words)
+
+
+def test_streams_waiting_together_are_decoded_in_one_call(
+    engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sizes: list[int] = []
+    batch = engine._decoder.batch
+
+    def recording(items: Any) -> Any:
+        sizes.append(len(items))
+        return batch(items)
+
+    monkeypatch.setattr(engine._decoder, "batch", recording)
+    ids = ["en-02", "fr-03", "en-04"]
+    words = engine.transcribe_words([clip(i) for i in ids])  # three slots at once, faster than real time
+    for clip_id, clip_words in zip(ids, words, strict=True):
+        assert_heard(clip_id, " ".join(w.text for w in clip_words))
+    assert max(sizes) > 1, sizes

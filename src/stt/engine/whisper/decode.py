@@ -87,6 +87,10 @@ class Decoder:
             )
             for lang in self._languages
         }
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._suppressed = get_suppressed_tokens(self._tokenizers[self._languages[0]], [-1])
+        """Token ids never generated: the same for every language (none is a language token)."""
 
     @property
     def max_audio_s(self) -> float:
@@ -95,41 +99,102 @@ class Decoder:
     def __call__(self, audio: npt.NDArray[np.float32], language: str | None) -> Decoded:
         """Decode `audio` (at most `max_audio_s`) in `language`, or the most likely of the
         decoder's languages when None."""
-        from faster_whisper.audio import pad_or_trim
-        from faster_whisper.transcribe import get_suppressed_tokens
+        return self.batch([(audio, language)])[0]
 
-        features = self._model.feature_extractor(audio)
-        frames = min(int(features.shape[-1]), self.context_frames)
-        encoded = self._model.encode(pad_or_trim(features, self.context_frames))
-        sure = language in self._tokenizers
-        if language not in self._tokenizers:
-            language, sure = self._detect(encoded)
-        tokenizer = self._tokenizers[language]
-        result = self._model.model.generate(
+    def batch(self, items: Sequence[tuple[npt.NDArray[np.float32], str | None]]) -> list[Decoded]:
+        """Decode several streams' windows in one call of each model stage: each window is
+        padded to the context, encoded, the unknown languages detected, then all are generated
+        together (each with its own language's prompt) and aligned together per language.
+        Results are in the order of `items`; each is what a decode of it alone would give."""
+        from faster_whisper.audio import pad_or_trim
+
+        features = [self._model.feature_extractor(audio) for audio, _ in items]
+        frames = [min(int(f.shape[-1]), self.context_frames) for f in features]
+        encoded = self._encode([pad_or_trim(f, self.context_frames) for f in features])
+        languages, sure = self._languages_of(encoded, [language for _, language in items])
+        tokenizers = [self._tokenizers[language] for language in languages]
+        results = self._model.model.generate(
             encoded,
-            [[*tokenizer.sot_sequence, tokenizer.no_timestamps]],
+            [[*t.sot_sequence, t.no_timestamps] for t in tokenizers],
             beam_size=1,
             max_length=_MAX_TOKENS,
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
-            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
-        )[0]
-        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-        text = tokenizer.decode(tokens)
-        words = []
-        if tokens:
-            aligned = self._model.find_alignment(tokenizer, [tokens], encoded, frames)[0]
-            words = [RawWord(w["word"], float(w["start"]), float(w["end"])) for w in aligned]
-        score = float(result.scores[0]) * len(tokens)  # scores are length-normalised
-        return Decoded(
-            words=words,
-            language=language,
-            language_sure=sure,
-            no_speech_prob=float(result.no_speech_prob),
-            avg_logprob=score / (len(tokens) + 1),
-            compression_ratio=_compression_ratio(text),
+            suppress_tokens=self._suppressed,
         )
+        tokens = [
+            [t for t in r.sequences_ids[0] if t < tok.eot] for r, tok in zip(results, tokenizers, strict=True)
+        ]
+        words = self._align(encoded, languages, tokens, frames)
+        decoded = []
+        for i, result in enumerate(results):
+            text = tokenizers[i].decode(tokens[i])
+            score = float(result.scores[0]) * len(tokens[i])  # scores are length-normalised
+            decoded.append(
+                Decoded(
+                    words=words[i],
+                    language=languages[i],
+                    language_sure=sure[i],
+                    no_speech_prob=float(result.no_speech_prob),
+                    avg_logprob=score / (len(tokens[i]) + 1),
+                    compression_ratio=_compression_ratio(text),
+                )
+            )
+        return decoded
+
+    def _encode(self, features: list[npt.NDArray[np.float32]]) -> Any:
+        """The encoder's output for a batch of padded features, encoded one window at a time
+        and joined: on CPU a batched encode costs as much per window (it is compute-bound), and
+        only generation and alignment gain from the batch."""
+        import ctranslate2
+
+        if len(features) == 1:
+            return self._model.encode(features[0])
+        parts = [np.asarray(self._model.encode(f)) for f in features]
+        return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
+
+    def _languages_of(self, encoded: Any, asked: list[str | None]) -> tuple[list[str], list[bool]]:
+        """Each window's language: the one asked for, else the detected one (and whether sure)."""
+        languages = [lang if lang in self._tokenizers else "" for lang in asked]
+        sure = [lang in self._tokenizers for lang in asked]
+        if all(sure):
+            return languages, sure
+        if not self._multilingual:
+            return [self._languages[0]] * len(asked), [True] * len(asked)
+        for i, found in enumerate(self._model.model.detect_language(encoded)):
+            if sure[i]:
+                continue
+            probs = {token.strip("<|>"): prob for token, prob in found}
+            best = max(self._languages, key=lambda lang: probs.get(lang, 0.0))
+            languages[i], sure[i] = best, probs.get(best, 0.0) >= SURE_LANGUAGE
+        return languages, sure
+
+    def _align(
+        self, encoded: Any, languages: list[str], tokens: list[list[int]], frames: list[int]
+    ) -> list[list[RawWord]]:
+        """Word times of every window with text, aligned together per language (the start
+        sequence names the language, one per call)."""
+        import ctranslate2
+
+        words: list[list[RawWord]] = [[] for _ in tokens]
+        groups: dict[str, list[int]] = {}
+        for i, ids in enumerate(tokens):
+            if ids:
+                groups.setdefault(languages[i], []).append(i)
+        whole = None
+        for language, rows in groups.items():
+            if len(rows) == len(tokens):
+                features = encoded
+            else:
+                whole = np.asarray(encoded) if whole is None else whole
+                features = ctranslate2.StorageView.from_array(np.ascontiguousarray(whole[rows]))
+            aligned = self._model.find_alignment(
+                self._tokenizers[language], [tokens[i] for i in rows], features, [frames[i] for i in rows]
+            )
+            for i, found in zip(rows, aligned, strict=True):
+                words[i] = [RawWord(w["word"], float(w["start"]), float(w["end"])) for w in found]
+        return words
 
     def probe(self, tokens: int) -> int:
         """A decode shaped like a stream's: 5 s of faint noise encoded, exactly `tokens` text
@@ -156,15 +221,6 @@ class Decoder:
         if ids:
             self._model.find_alignment(tokenizer, [ids], encoded, frames)
         return len(ids)
-
-    def _detect(self, encoded: Any) -> tuple[str, bool]:
-        """The most likely of the decoder's languages (Whisper itself knows 99), and whether
-        the guess is sure."""
-        if not self._multilingual:
-            return self._languages[0], True
-        probs = {token.strip("<|>"): prob for token, prob in self._model.model.detect_language(encoded)[0]}
-        best = max(self._languages, key=lambda lang: probs.get(lang, 0.0))
-        return best, probs.get(best, 0.0) >= SURE_LANGUAGE
 
 
 def _compression_ratio(text: str) -> float:

@@ -5,8 +5,9 @@ Whisper is not a streaming model, so streaming is built around it:
 - `step()` stays cheap: it resamples each slot's 80 ms frame to 16 kHz and runs the Silero
   VAD on it, which finds where utterances start and end. Silence never reaches the model.
 - While someone speaks, the current utterance (at most `window_s`) is decoded again every
-  `interval_s` by ONE worker thread shared by all streams (`DecodeQueue`: the job that
-  waited longest goes first). CTranslate2 releases the GIL, so steps go on meanwhile.
+  `interval_s` by ONE worker thread shared by all streams (`DecodeQueue`: the stream
+  that waited longest since its last decode goes first). CTranslate2 releases the GIL, so
+  steps go on meanwhile.
 - Only words that two successive decodes agree on are sent (`LocalAgreement`); at a pause
   (VAD end of utterance) the final decode of the utterance sends the rest.
 - A flush row queues the final decode of the utterance, expedited (the queue's flush thread
@@ -20,6 +21,9 @@ Whisper is not a streaming model, so streaming is built around it:
   then a moving average of real decodes). With `slots=None` (`--slots auto`) that is the
   admission limit over a table of `AUTO_SLOTS`; an explicit `slots` wins (a warning says when
   it exceeds the measurement).
+- Partial decodes of several streams run in one model call (`Decoder.batch`, up to
+  `batch` windows), the stalest stream first (`DecodeQueue`); a partial decode is skipped
+  when no speech came since the stream's last one (it would hear the same words).
 - A reset slot starts a new state with a new generation; results of the previous stream's
   decodes are never looked at, so no stream hears another's words.
 
@@ -59,7 +63,7 @@ from stt.engine.interface import (
 )
 from stt.engine.whisper.agreement import LocalAgreement
 from stt.engine.whisper.capacity import CostMeter, streams_within
-from stt.engine.whisper.decode import Decoder, stream_words
+from stt.engine.whisper.decode import Decoded, Decoder, stream_words
 from stt.engine.whisper.decode_queue import DecodeQueue, Job
 from stt.engine.whisper.options import AUTO_SLOTS, WhisperOptions
 from stt.engine.whisper.vad import StreamingVad, load_vad_session
@@ -104,7 +108,11 @@ class _Utterance:
     chunks: list[npt.NDArray[np.float32]] = field(default_factory=list)
     samples: int = 0
     submitted: int = 0
-    """`samples` when the last partial decode was queued."""
+    """`samples` when the last partial decode was due."""
+    heard: int = 0
+    """`samples` after the last frame the VAD heard speech in."""
+    decoded_heard: int = -1
+    """`heard` when the last partial decode was queued: no new speech since, no new decode."""
     silence: int = 0
     """Trailing samples of silence."""
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
@@ -165,9 +173,15 @@ class WhisperEngine(BaseEngine):
         self._vad_session = load_vad_session()
         self._meter = CostMeter()
         self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(
-            self.decode, name="whisper-decode", on_cost=self._meter.observe
+            self.decode,
+            decode_batch=self.decode_batch,
+            max_batch=self._opts.batch,
+            name="whisper-decode",
+            on_cost=self._meter.observe,
         )
         self._generation = 0
+        self.skipped = 0
+        """Partial decodes not run because no speech came since the last (benchmarks)."""
         self._slots = [self._new_slot(None) for _ in range(slots)]
         # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
         # them as leaks otherwise), also when a caller never closes the engine
@@ -263,6 +277,7 @@ class WhisperEngine(BaseEngine):
             if not isinstance(pending, FlushAck):
                 self._queue.cancel(pending[0])
         hint = options.language.lower() if options.language else None
+        self._queue.forget(index)
         self._slots[index] = self._new_slot(hint if hint in self._languages else None)
         log.debug("slot %d: stream %d starts (language hint %s)", index, self._generation, hint)
 
@@ -282,6 +297,7 @@ class WhisperEngine(BaseEngine):
             utterance.append(audio)
             if peak >= _SPEECH:
                 utterance.silence = 0
+                utterance.heard = utterance.samples
             elif probs.size and (peak < _QUIET or utterance.silence):
                 utterance.silence += audio.size
         slot.position += audio.size
@@ -294,6 +310,10 @@ class WhisperEngine(BaseEngine):
             self._cut(index, slot, utterance)
         elif utterance.samples - utterance.submitted >= self._opts.interval_s * VAD_RATE:
             utterance.submitted = utterance.samples
+            if utterance.heard == utterance.decoded_heard:
+                self.skipped += 1  # only silence since the last decode: it would hear the same
+                return
+            utterance.decoded_heard = utterance.heard
             self._submit(index, slot, utterance, final=False)
 
     def _submit(self, index: int, slot: _Slot, utterance: _Utterance, *, final: bool) -> None:
@@ -381,11 +401,19 @@ class WhisperEngine(BaseEngine):
 
     def decode(self, request: DecodeRequest) -> Hypothesis:
         """Greedy Whisper decode of one utterance; words in stream time."""
-        decoded = self._decoder(request.audio, request.language)
-        if decoded.hallucinated:
-            return Hypothesis([], decoded.language, decoded.language_sure)
-        words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
-        return Hypothesis(words, decoded.language, decoded.language_sure)
+        return self.decode_batch([request])[0]
+
+    def decode_batch(self, requests: list[DecodeRequest]) -> list[Hypothesis]:
+        """Several streams' utterances in one model call (`Decoder.batch`), in order."""
+        decoded = self._decoder.batch([(r.audio, r.language) for r in requests])
+        return [_hypothesis(r, d) for r, d in zip(requests, decoded, strict=True)]
+
+
+def _hypothesis(request: DecodeRequest, decoded: Decoded) -> Hypothesis:
+    if decoded.hallucinated:
+        return Hypothesis([], decoded.language, decoded.language_sure)
+    words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
+    return Hypothesis(words, decoded.language, decoded.language_sure)
 
 
 def _tail(audio: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.float32]:

@@ -39,6 +39,9 @@ class WhisperOptions(Checked):
         "whisper engine: longest a speaking stream waits between two decodes of its audio; "
         "`--slots auto` admits the streams whose decodes fit in it at the measured decoder cost",
     )
+    batch: int = setting(
+        8, "whisper engine: most streams' windows decoded in one model call (1: one stream at a time)"
+    )
     window_s: float = setting(
         10.0,
         "whisper engine: longest utterance decoded at once; longer speech is cut at its last agreed word",
@@ -61,6 +64,7 @@ class WhisperOptions(Checked):
             self.latency_budget_s >= self.interval_s,
             "whisper_latency_budget_s must be at least whisper_interval_s",
         )
+        yield self.batch >= 1, "whisper_batch must be >= 1"
         yield self.silence_s > 0, "whisper_silence_s must be > 0"
         yield (
             self.window_s + 2 <= self.context_s <= NATIVE_CONTEXT_S,
