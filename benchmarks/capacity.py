@@ -138,8 +138,9 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
 
     manifest = Path(args.manifest)
     rows = [json.loads(line) for line in manifest.read_text().splitlines() if line.strip()]
-    picked = [r for r in rows if r.get("ref_text") and "pico" in str(r.get("voice", "pico"))]
-    picked = [r for r in picked if r["lang"] in ("en", "fr")][: args.clips or None]
+    pico = [r for r in rows if r.get("ref_text") and "espeak" not in str(r.get("voice", "")) + r["id"]]
+    by_lang = [[r for r in pico if r["lang"] == lang] for lang in ("en", "fr")]
+    picked = [r for pair in zip(*by_lang, strict=False) for r in pair][: args.clips or None]  # en, fr, en...
     clips = [(r["id"], read_audio(manifest.parent / r["wav24k_path"])) for r in picked]
     refs = {r["id"]: (r["ref_text"], r["lang"]) for r in picked}
     levels = [int(n) for n in args.levels.split(",")]
