@@ -48,6 +48,8 @@ PUBLIC_NAMES = [
     "whisper_window_s",
     "whisper_silence_s",
     "whisper_context_s",
+    "whisper_batch",
+    "whisper_latency_budget_s",
 ]
 """The names deployments and docs use (flags `--max-backlog-s`, variables `STT_MAX_BACKLOG_S`):
 grouping the settings must never rename one."""
@@ -110,6 +112,11 @@ def test_public_names_are_unchanged() -> None:
         ({"STT_KYUTAI_CUDA_GRAPHS": ""}, "STT_KYUTAI_CUDA_GRAPHS must be a boolean"),
         ({"STT_WHISPER_CONTEXT_S": "31"}, r"whisper_context_s must be in whisper_window_s \+ 2 .. 30"),
         ({"STT_WHISPER_WINDOW_S": "0.6"}, "whisper_window_s must be at least twice whisper_interval_s"),
+        (
+            {"STT_WHISPER_LATENCY_BUDGET_S": "0.2"},
+            "whisper_latency_budget_s must be at least whisper_interval_s",
+        ),
+        ({"STT_WHISPER_BATCH": "0"}, "whisper_batch must be >= 1"),
         ({"STT_MAX_BACKLOG_S": "0"}, "max_backlog_s must be > 0"),
     ],
 )
