@@ -3,8 +3,8 @@ latency, old code against new, in one run.
 
 Each source tree runs in a process of its own (`PYTHONPATH=TREE/src`), one after the other,
 against the same clips and schedule, as `benchmarks/flush_stall.py` does; by default "old"
-is a `git worktree` of `--before` (removed afterwards), "new" is this tree and "new-b1" this
-tree with `--whisper-batch 1` (one stream per decode call: what batching gives). In each, the
+is a `git worktree` of `--before` (removed afterwards), "new" is this tree and "new-b8" this
+tree with `--whisper-batch 8` (up to 8 streams per decode call: what batching gives). In each, the
 whisper engine runs in-process behind the scheduler with `--levels` lanes of streams at once
 (1, 2, 3, ...): the Pico clips of the manifest (English and French) are dealt over the
 lanes, and each lane streams its clips one after the other, one stream per clip, in real
@@ -23,7 +23,7 @@ Slots are the largest level for both trees (explicit), so admission never limits
 
     python benchmarks/capacity.py                               # ~8 minutes on 2 cores
     python benchmarks/capacity.py --levels 1,2,4,6 --json-out capacity.json
-    python benchmarks/capacity.py --tree old=/path/to/checkout --tree new=. --tree b1=.@batch=1
+    python benchmarks/capacity.py --tree old=/path/to/checkout --tree new=. --tree b4=.@batch=4
 
 Prints a table and writes JSON with the CPU model and the load average before each tree:
 the development machine is shared, so every figure carries its load.
@@ -333,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             specs.append((label, Path(path).resolve(), options))
         if not specs:
             old = stack.enter_context(_worktree(args.before))
-            specs = [("old", old, {}), ("new-b1", ROOT, {"batch": 1}), ("new", ROOT, {})]
+            specs = [("old", old, {}), ("new", ROOT, {}), ("new-b8", ROOT, {"batch": 8})]
         trees = [_run_tree(label, tree, options, args) for label, tree, options in specs]
     judge(trees, args.first_word_ratio, args.final_s)
     report = {

@@ -496,16 +496,20 @@ def test_a_batch_decodes_each_window_as_a_decode_of_it_alone(engine: WhisperEngi
 def test_streams_waiting_together_are_decoded_in_one_call(
     engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    batched = WhisperEngine(engine._model, WhisperOptions(batch=4), slots=3)
     sizes: list[int] = []
-    batch = engine._decoder.batch
+    batch = batched._decoder.batch
 
     def recording(items: Any) -> Any:
         sizes.append(len(items))
         return batch(items)
 
-    monkeypatch.setattr(engine._decoder, "batch", recording)
+    monkeypatch.setattr(batched._decoder, "batch", recording)
     ids = ["en-02", "fr-03", "en-04"]
-    words = engine.transcribe_words([clip(i) for i in ids])  # three slots at once, faster than real time
+    try:
+        words = batched.transcribe_words([clip(i) for i in ids])  # three slots at once, faster than real time
+    finally:
+        batched.close()
     for clip_id, clip_words in zip(ids, words, strict=True):
         assert_heard(clip_id, " ".join(w.text for w in clip_words))
     assert max(sizes) > 1, sizes

@@ -21,9 +21,10 @@ Whisper is not a streaming model, so streaming is built around it:
   then a moving average of real decodes). With `slots=None` (`--slots auto`) that is the
   admission limit over a table of `AUTO_SLOTS`; an explicit `slots` wins (a warning says when
   it exceeds the measurement).
-- Partial decodes of several streams run in one model call (`Decoder.batch`, up to
-  `batch` windows), the stalest stream first (`DecodeQueue`); a partial decode is skipped
-  when no speech came since the stream's last one (it would hear the same words).
+- With `batch` > 1, waiting decodes of several streams run in one model call
+  (`Decoder.batch`, up to `batch` windows; off by default: on 2 cores it delayed the finals
+  in a batch more than it saved), the stalest stream first (`DecodeQueue`); a partial decode
+  is skipped when no speech came since the stream's last one (it would hear the same words).
 - A reset slot starts a new state with a new generation; results of the previous stream's
   decodes are never looked at, so no stream hears another's words.
 

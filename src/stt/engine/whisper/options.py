@@ -40,7 +40,9 @@ class WhisperOptions(Checked):
         "`--slots auto` admits the streams whose decodes fit in it at the measured decoder cost",
     )
     batch: int = setting(
-        8, "whisper engine: most streams' windows decoded in one model call (1: one stream at a time)"
+        1,
+        "whisper engine: most streams' windows decoded in one model call (1: one stream at a time; "
+        "more did not pay on 2 cores, see the README)",
     )
     window_s: float = setting(
         10.0,
