@@ -2,7 +2,7 @@ import pytest
 
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.options import DEFAULT_SLOTS
-from stt.engine.registry import EngineUnavailableError, build_engine, probe_all
+from stt.engine.registry import EngineUnavailableError, build_engine, probe_all, served_model
 from tests.helpers import make_settings
 
 
@@ -22,3 +22,23 @@ def test_probe_lists_every_engine_with_a_reason() -> None:
     rows = probe_all(make_settings())
     assert next(spec.name for spec, _ in rows) == "fake"
     assert all(availability.detail for _, availability in rows)
+
+
+@pytest.mark.parametrize(
+    ("engine", "model", "served"),
+    [
+        ("whisper", None, "whisper-base"),
+        ("whisper", "tiny.en", "whisper-tiny.en"),
+        ("whisper", "Systran/faster-whisper-small", "Systran/faster-whisper-small"),
+        ("whisper", "/models/my-whisper/", "my-whisper"),
+        ("kyutai", None, "kyutai/stt-1b-en_fr"),
+        ("kyutai", "./checkpoints/stt-2.6b", "stt-2.6b"),
+        ("fake", None, "fake"),
+    ],
+)
+def test_the_served_model_is_named_without_local_paths(engine: str, model: str | None, served: str) -> None:
+    assert served_model(make_settings(engine=engine, model=model), engine) == served
+
+
+def test_an_engine_handed_in_ready_made_is_named_by_itself() -> None:
+    assert served_model(make_settings(engine="whisper"), "fake") == "fake"

@@ -58,6 +58,7 @@ def test_openai_sdk_file_transcription_with_word_times(port: int) -> None:
         language="en",
     )
     assert wer("en-01", result.text) <= 0.3, result.text
+    assert [m.id for m in client.models.list()] == ["whisper-base"]
     assert result.words is not None and result.segments is not None
     assert " ".join(w.word for w in result.words) == result.text
     assert " ".join(s.text for s in result.segments) == result.text

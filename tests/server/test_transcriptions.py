@@ -5,6 +5,7 @@ own answer is checked in tests/protocols/test_real_clients.py."""
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Iterator
 
 import httpx2
@@ -254,3 +255,18 @@ def test_an_engine_failure_mid_stream_raises_api_error() -> None:
         with pytest.raises(openai.InternalServerError) as raised:
             client.audio.transcriptions.create(model="whisper-1", file=("a.wav", tone_file("again " * 20)))
         assert error_of(raised) == (500, "internal_error")
+
+
+# -- GET /v1/models ------------------------------------------------------------------------------
+
+
+def test_models_lists_the_served_engine_and_model(server: LiveServer) -> None:
+    client = sdk(server)
+    (model,) = client.models.list().data
+    assert (model.id, model.object, model.owned_by) == ("fake", "model", "stt-server")
+    assert 1_700_000_000 < model.created <= time.time()
+    assert model.model_dump()["engine"] == "fake"
+    assert client.models.retrieve("fake") == model
+    with pytest.raises(openai.NotFoundError) as raised:
+        client.models.retrieve("gpt-4o-transcribe")
+    assert error_of(raised) == (404, "model_not_found")

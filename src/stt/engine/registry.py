@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from stt.config import Settings
+from stt.constants import HUB_ID
 from stt.engine.interface import Engine
 
 
@@ -30,6 +32,9 @@ class EngineSpec:
     summary: str
     build: Callable[[Settings], Engine]
     probe: Callable[[Settings], Availability]
+    model_id: Callable[[str | None], str]
+    """The served model's public name (`GET /v1/models`) for a `--model` value (None: the
+    engine's default): a hub id as it is, a local directory by its last part."""
 
 
 def _build_fake(settings: Settings) -> Engine:
@@ -80,13 +85,47 @@ def _probe_whisper(settings: Settings) -> Availability:
     return Availability(ok, detail)
 
 
+def _public_name(model: str) -> str:
+    """A hub id as it is; a local directory by its last part (no server paths in answers)."""
+    if HUB_ID.match(model):
+        return model
+    return PurePath(model.rstrip("/")).name or model
+
+
+def _fake_model(model: str | None) -> str:
+    return "fake"  # no weights: the tone code is the model
+
+
+def _kyutai_model(model: str | None) -> str:
+    from stt.engine.kyutai.checkpoint import DEFAULT_MODEL
+
+    return _public_name(model or DEFAULT_MODEL)
+
+
+def _whisper_model(model: str | None) -> str:
+    from stt.engine.whisper.weights import DEFAULT_MODEL, PACKAGED
+
+    source = model or DEFAULT_MODEL
+    return f"whisper-{source}" if source in PACKAGED else _public_name(source)
+
+
 ENGINES: dict[str, EngineSpec] = {
-    "fake": EngineSpec("fake", "deterministic tone-code engine for tests and load", _build_fake, _probe_fake),
+    "fake": EngineSpec(
+        "fake", "deterministic tone-code engine for tests and load", _build_fake, _probe_fake, _fake_model
+    ),
     "kyutai": EngineSpec(
-        "kyutai", "Kyutai streaming STT (moshi): Mimi + LM, batched per frame", _build_kyutai, _probe_kyutai
+        "kyutai",
+        "Kyutai streaming STT (moshi): Mimi + LM, batched per frame",
+        _build_kyutai,
+        _probe_kyutai,
+        _kyutai_model,
     ),
     "whisper": EngineSpec(
-        "whisper", "embedded CPU Whisper (faster-whisper), English and French", _build_whisper, _probe_whisper
+        "whisper",
+        "embedded CPU Whisper (faster-whisper), English and French",
+        _build_whisper,
+        _probe_whisper,
+        _whisper_model,
     ),
 }
 
@@ -98,6 +137,15 @@ def get_spec(name: str) -> EngineSpec:
         raise EngineUnavailableError(
             f"unknown engine {name!r}; available: {', '.join(sorted(ENGINES))}"
         ) from None
+
+
+def served_model(settings: Settings, engine: str) -> str:
+    """The public name of the model `engine` serves under `settings`. An engine handed to the
+    server ready-made (tests, embedders) that is not the configured one is named by itself."""
+    spec = ENGINES.get(engine)
+    if spec is None or engine != settings.engine.name:
+        return engine
+    return spec.model_id(settings.engine.model)
 
 
 def build_engine(settings: Settings) -> Engine:

@@ -11,6 +11,7 @@ import dataclasses
 import gc
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import FrameType
@@ -26,7 +27,7 @@ from starlette.websockets import WebSocketDisconnect
 from stt.config import Settings
 from stt.constants import PROTOCOL_VERSION
 from stt.engine.interface import Capacity, CountingEngine, Engine, EngineInfo
-from stt.engine.registry import build_engine
+from stt.engine.registry import build_engine, served_model
 from stt.logs import fields
 from stt.messages import ErrorCode
 from stt.metrics import CONTENT_TYPE, Metrics
@@ -143,6 +144,13 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         metrics.bind_engine_counters(built.counters if isinstance(built, CountingEngine) else dict)
         await scheduler.start()
         app.state.scheduler = scheduler
+        app.state.model = {
+            "id": served_model(settings, built.info.name),
+            "object": "model",
+            "created": int(time.time()),  # when this server started serving it
+            "owned_by": "stt-server",
+            "engine": built.info.name,
+        }
         metrics.bind_state(
             slots_used=lambda: scheduler.used_slots,
             slots_total=lambda: scheduler.total_slots,
@@ -214,6 +222,19 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             "streams_open": len(lifecycle),
             "capacity": capacity.as_dict(),
         }
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        """What this server serves, in OpenAI's list format (SDKs and tools query it first)."""
+        return {"object": "list", "data": [app.state.model]}
+
+    @app.get("/v1/models/{model_id:path}", response_model=None)
+    async def model(model_id: str) -> JSONResponse | dict[str, Any]:
+        served: dict[str, Any] = app.state.model
+        if model_id != served["id"]:
+            message = f"no model {model_id!r} here; this server serves {served['id']!r}"
+            return _error(404, "model_not_found", message)
+        return served
 
     @app.get("/metrics")
     async def metrics_endpoint() -> Response:
