@@ -56,6 +56,8 @@ class FileTranscription:
         """Set after each engine step that advanced this stream (and at the end)."""
         self._finished = False
         self._error: Exception | None = None
+        self._reading: asyncio.Task[Float32Array] | None = None
+        """The decoder's read in flight on a worker thread, if any."""
         self.samples = 0
         """Samples of 24 kHz audio decoded and fed so far (the file's length once finished)."""
 
@@ -111,12 +113,11 @@ class FileTranscription:
     async def feed(self, handle: StreamHandle) -> None:
         """Decode and push the file, staying at most `ahead_frames` ahead of the engine."""
         assembler = FrameAssembler()
-        reading: asyncio.Task[Float32Array] | None = None
         try:
             while not self._decoder.finished:
-                reading = asyncio.create_task(asyncio.to_thread(self._decoder.read))
+                self._reading = asyncio.create_task(asyncio.to_thread(self._decoder.read))
                 try:
-                    block = await asyncio.shield(reading)
+                    block = await asyncio.shield(self._reading)
                 except ValueError as exc:
                     self._fail(BadAudioError(str(exc)))
                     return
@@ -128,16 +129,15 @@ class FileTranscription:
             handle.finalize(assembler.take_remainder(), end=True)
         except StreamClosedError:
             pass  # the stream failed or was dropped meanwhile: on_failed has said why
-        finally:
-            if reading is not None and not reading.done():
-                # Cancelled mid-read: the worker thread still uses the decoder; close it after.
-                reading.add_done_callback(self._close_after)
-            else:
-                self._decoder.close()
 
-    def _close_after(self, reading: asyncio.Task[Float32Array]) -> None:
-        if not reading.cancelled():
-            reading.exception()  # retrieved: nobody is left to be told
+    async def close(self) -> None:
+        """Close the decoder once no worker thread uses it: a read cancelled with its feeder
+        still runs to its end, and the file under it must stay open until then."""
+        reading = self._reading
+        if reading is not None and not reading.done():
+            await asyncio.wait({reading})
+        if reading is not None and reading.done() and not reading.cancelled():
+            reading.exception()  # retrieved: a failure after the end concerns nobody
         self._decoder.close()
 
 
@@ -162,3 +162,4 @@ async def transcribe_file(
             feeder.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await feeder
+            await job.close()

@@ -5,6 +5,7 @@ own answer is checked in tests/protocols/test_real_clients.py."""
 from __future__ import annotations
 
 import io
+import threading
 import time
 from collections.abc import Iterator
 
@@ -20,6 +21,7 @@ from websockets.sync.client import connect
 from stt.constants import SAMPLE_RATE
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
+from stt.engine.interface import StepInput, StepOutput
 from tests.fakes import FailingEngine, RecordingEngine
 from tests.helpers import LiveServer, live_server, tone_file
 
@@ -220,23 +222,47 @@ def test_stream_sends_a_delta_per_word_then_done(server: LiveServer) -> None:
         assert done.logprobs is None and done.usage is None
 
 
+class HoldingEngine(RecordingEngine):
+    """Steps freely for `free_rows` more rows once armed, then holds every step until the
+    test sets `release`: the file cannot finish while the test looks."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.limit: int | None = None
+        self.release = threading.Event()
+
+    def arm(self, free_rows: int) -> None:
+        self.limit = self.rows() + free_rows
+
+    def rows(self) -> int:
+        return sum(len(r.slots) for r in self.records)
+
+    def step(self, batch: StepInput) -> StepOutput:
+        if self.limit is not None and self.rows() >= self.limit and not self.release.wait(30):
+            raise RuntimeError("the test never released the engine")
+        return super().step(batch)
+
+
 def test_stream_starts_before_the_file_is_done_and_a_client_that_leaves_frees_its_slot() -> None:
     words = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)}" for i in range(150)]  # 4 frames each
-    engine = RecordingEngine(FakeEngine(slots=2, step_cost_s=0.005))
+    engine = HoldingEngine(slots=2)
     with live_server(engine) as live:
-        route = live.app.state.transcriptions
-        data = tone_file(" ".join(words))
-        with sdk(live).audio.transcriptions.create(
-            model="whisper-1", file=("a.wav", data), stream=True
-        ) as events:
-            first = next(iter(events))
-            assert isinstance(first, TranscriptionTextDeltaEvent) and first.delta == words[0]
-            assert httpx2.get(live.url + "/v1/status").json()["slots_used"] == 1  # still transcribing
-        # The client closed the response: the server drops the file's stream at once.
-        assert live.call(lambda: route.wait_idle(10))
-        assert httpx2.get(live.url + "/v1/status").json()["slots_used"] == 0
-        stepped = sum(len(r.slots) for r in engine.records)
-        assert stepped < len(encode_text(" ".join(words))) // 1920 // 2, stepped  # far from the end
+        try:
+            engine.arm(40)  # the first word is out after 4 + 6 (delay) frames; 600 make the file
+            route = live.app.state.transcriptions
+            data = tone_file(" ".join(words))
+            with sdk(live).audio.transcriptions.create(
+                model="whisper-1", file=("a.wav", data), stream=True
+            ) as events:
+                first = next(iter(events))
+                assert isinstance(first, TranscriptionTextDeltaEvent) and first.delta == words[0]
+                assert httpx2.get(live.url + "/v1/status").json()["slots_used"] == 1  # still transcribing
+            # The client closed the response: its stream is dropped while the engine still holds.
+            assert live.call(lambda: route.wait_idle(10))
+            assert httpx2.get(live.url + "/v1/status").json()["slots_used"] == 0
+            assert not engine.release.is_set() and engine.limit is not None and engine.rows() <= engine.limit
+        finally:
+            engine.release.set()
 
 
 def test_an_engine_failure_mid_stream_raises_api_error() -> None:
