@@ -174,7 +174,7 @@ def run_engine(engine: str, minutes: float, manifest: Path, folder: Path) -> Res
         engine=engine,
         audio_s=round(audio_s, 1),
         file_mb=round(size / 1e6, 1),
-        wall_s=round(wall, 1),
+        wall_s=round(wall, 3),
         rtf=round(wall / audio_s, 4),
         first_word_s=None if first is None else round(first, 2),
         cpu_s=round(cpu, 1),
