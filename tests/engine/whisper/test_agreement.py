@@ -54,3 +54,48 @@ def test_sent_times_never_go_backwards() -> None:
     late = [WordEvent("uno", 0.0, 0.9), WordEvent("two", 0.9, 1.4)]
     out = after_sent(sent, late)
     assert texts(out) == ["two"] and out[0].start_s >= 1.0 and out[0].end_s >= out[0].start_s
+
+
+def test_after_a_cut_the_repeated_words_are_dropped_by_text_not_times() -> None:
+    """The window-cut bug: the new window starts a few sent words back; Whisper hears them
+    again with other times (here the sent "time" ended late, as a window's last word does)."""
+    sent = [*hyp("for the first", start=10.0, step=0.3), WordEvent("time", 10.9, 12.5)]
+    again = [
+        WordEvent("the", 10.3, 10.55),
+        WordEvent("first", 10.55, 10.85),
+        WordEvent("time,", 10.85, 11.1),
+        WordEvent("unfolded", 11.3, 11.8),
+        WordEvent("her", 11.8, 12.0),
+    ]
+    assert texts(after_sent(sent, again)) == ["unfolded", "her"]
+    assert texts(LocalAgreement(sent).finish(again)) == ["unfolded", "her"]
+
+
+def test_a_respelled_word_at_the_overlap_is_not_sent_again() -> None:
+    sent = hyp("for the first time", start=10.0, step=0.3)
+    again = hyp("the first times unfolded", start=10.3, step=0.3)  # "times": the same word
+    assert texts(after_sent(sent, again)) == ["unfolded"]
+
+
+def test_a_word_the_new_window_adds_after_the_overlap_is_kept() -> None:
+    sent = hyp("for the first time", start=10.0, step=0.3)
+    # Whisper dropped the last sent word; what starts later is new
+    again = [*hyp("the first", start=10.3, step=0.3), WordEvent("unfolded", 11.5, 11.9)]
+    assert texts(after_sent(sent, again)) == ["unfolded"]
+
+
+def test_a_repeated_word_far_away_in_time_is_not_the_overlap() -> None:
+    sent = hyp("we said no", start=0.0, step=0.5)
+    later = [
+        *hyp("we said no", start=0.0, step=0.5)[:2],
+        WordEvent("yes", 1.0, 1.4),
+        WordEvent("no", 5.0, 5.4),
+    ]
+    assert texts(after_sent(sent, later)) == ["no"]  # the "no" at 5 s is a new one
+
+
+def test_a_sentence_that_starts_after_a_cut_keeps_its_capital() -> None:
+    sent = hyp("her wings.", start=5.0)
+    again = hyp("wings. as she touched", start=5.5)  # heard from mid-sentence: no capital
+    assert texts(after_sent(sent, again)) == ["As", "she", "touched"]
+    assert texts(after_sent(hyp("her wings"), hyp("her wings as she"))) == ["as", "she"]

@@ -333,6 +333,46 @@ def test_speech_longer_than_the_window_streams_without_repeats(engine: WhisperEn
         short.close()
 
 
+def trimmed(audio: npt.NDArray[np.float32], keep_s: float = 0.1) -> npt.NDArray[np.float32]:
+    """The clip without its leading and trailing silence (but `keep_s` of it)."""
+    loud = np.flatnonzero(np.abs(audio) > 0.01)
+    keep = int(keep_s * 24_000)
+    return audio[max(0, loud[0] - keep) : loud[-1] + keep]
+
+
+LONG_FORM = ("en-01", "en-03", "en-04", "en-05", "en-06")
+"""Sentences that end with a full stop, joined into one long utterance."""
+
+
+def test_long_speech_cut_into_windows_doubles_loses_and_uncapitalises_nothing(engine: WhisperEngine) -> None:
+    """Five sentences joined with 0.1 s gaps (below the pause that ends an utterance), so
+    speech goes on across several 4 s window cuts, each decode awaited. A cut once doubled
+    the word it restarted on ("the first time time") and lost the capital of the sentence
+    after it (". as she touched"); neither may happen at any cut, and times stay in order."""
+    short = WhisperEngine(engine._model, WhisperOptions(interval_s=1.0, window_s=4.0), slots=1)
+    try:
+        gap = np.zeros(2400, dtype=np.float32)
+        audio = np.concatenate([part for clip_id in LONG_FORM for part in (trimmed(clip(clip_id)), gap)])
+        frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        words: list[WordEvent] = []
+        for i, frame in enumerate(frames):
+            events = step_events(short, frame, reset=i == 0, flush=i == len(frames) - 1)
+            words += [e for e in events if isinstance(e, WordEvent)]
+            await_decodes(short)
+        assert short.cuts >= 3, "the test is about window cuts: the speech must span several"
+        text = " ".join(w.text for w in words)
+        reference = " ".join(manifest()[clip_id]["ref_text"] for clip_id in LONG_FORM)
+        said, got = normalize(reference).split(), normalize(text).split()
+        assert all(a != b for a, b in itertools.pairwise(got)), text  # no word doubled
+        assert abs(len(got) - len(said)) <= 4, text  # nothing lost at a cut
+        assert word_errors(reference, text).wer <= MOST_WORDS_WER, text
+        after_stop = [b.text for a, b in itertools.pairwise(words) if a.text.endswith(".")]
+        assert all(w[:1].isupper() or w[:1].isdigit() for w in after_stop), text  # Whisper may use commas
+        assert in_order(words, audio.size / 24_000), words
+    finally:
+        short.close()
+
+
 def test_a_stream_goes_on_after_a_finalize(engine: WhisperEngine) -> None:
     first, second = clip("en-01"), clip("en-04")
     heard: list[list[WordEvent]] = [[], []]

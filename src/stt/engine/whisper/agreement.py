@@ -11,12 +11,22 @@ Pure code on `WordEvent` lists, without the model, so it is unit-tested on its o
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Sequence
 
 from stt.engine.interface import WordEvent
 
 _NOT_WORD = re.compile(r"[^\w']+")
+_SENTENCE_END = re.compile(r"[.!?…][\"')\]»]*$")
+_OVERLAP_WORDS = 8
+"""Sent words looked for at the start of a hypothesis: more than a window cut repeats."""
+_SAME_PLACE_S = 1.0
+"""Two decodes' copies of a word start this close at most (word alignment drifts by a few
+hundred ms; the end of a window's last word can stretch by seconds, so starts are compared)."""
+_RESPELLED_S = 0.35
+"""A hypothesis word that starts this close to a sent word it does not match is that word
+respelled ("times" for "time"); one further away is a new word."""
 
 
 def word_key(text: str) -> str:
@@ -36,9 +46,15 @@ def common_prefix(a: Sequence[WordEvent], b: Sequence[WordEvent]) -> list[WordEv
 def after_sent(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> list[WordEvent]:
     """The words of `words` that come after those already sent.
 
-    Normally `words` starts with the sent words (same keys) and the rest follows. When the
-    model changed its mind about a sent word, times decide instead: only words whose middle
-    lies after the end of the last sent word are new, so nothing is sent twice.
+    Normally `words` starts with the sent words (same keys) and the rest follows. Otherwise
+    (the model changed its mind about a sent word, or, after a window cut, the new window
+    starts a few sent words back and Whisper hears them a little differently) the overlap is
+    found by text: the last of the sent words that `words` repeats, at about the same time,
+    ends it (`overlap_end`). Times decide only when no sent word is found again: the word
+    that starts where the last sent word did is its respelling ("shipped" for "ship"), and
+    what follows it is new (starts, because the end of a window's last word can stretch
+    over the silence or speech after it). Nothing is sent twice,
+    and a word that follows a full stop starts with a capital.
     """
     if not sent:
         return list(words)
@@ -47,10 +63,60 @@ def after_sent(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> list[Wo
         word_key(x.text) == word_key(y.text) for x, y in zip(head, sent, strict=True)
     ):
         rest = list(words[len(sent) :])
+    elif (end := overlap_end(sent, words)) is not None:
+        rest = list(words[end:])
     else:
-        last_end = sent[-1].end_s
-        rest = [w for w in words if (w.start_s + w.end_s) / 2 > last_end]
-    return _monotonic(rest, sent[-1].end_s)
+        rest = list(words[_after_respelling(sent[-1], words) :])
+    return _capitalised(_monotonic(rest, sent[-1].end_s), sent[-1])
+
+
+def overlap_end(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> int | None:
+    """Where the words of `words` that repeat the last sent words end, matched by text;
+    None when `words` repeats none of them.
+
+    The last matching run of words (case and punctuation ignored) whose start times agree
+    within `_SAME_PLACE_S` marks the overlap; a sent word after that run that the hypothesis
+    spelled differently ("times" for "time") is its next word if that starts at the same
+    place (`_RESPELLED_S`), else the hypothesis dropped it and its next word is new.
+    """
+    tail = sent[-_OVERLAP_WORDS:]
+    head = words[: len(tail) + _OVERLAP_WORDS]
+    matcher = difflib.SequenceMatcher(
+        None, [word_key(w.text) for w in tail], [word_key(w.text) for w in head], autojunk=False
+    )
+    last = None
+    for block in matcher.get_matching_blocks():
+        if block.size and all(
+            abs(tail[block.a + k].start_s - head[block.b + k].start_s) <= _SAME_PLACE_S
+            for k in range(block.size)
+        ):
+            last = block
+    if last is None:
+        return None
+    sent_at, end = last.a + last.size, last.b + last.size
+    while sent_at < len(tail) and end < len(words):
+        if abs(tail[sent_at].start_s - words[end].start_s) > _RESPELLED_S:
+            break  # not a respelling of the sent word: a new word
+        sent_at, end = sent_at + 1, end + 1
+    return end
+
+
+def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
+    """Index of the first word of `words` after the one that respells `last` (the word
+    starting closest to it, within `_RESPELLED_S`), or after every word that starts before
+    it when none does."""
+    near = [i for i, w in enumerate(words) if abs(w.start_s - last.start_s) <= _RESPELLED_S]
+    if near:
+        return min(near, key=lambda i: abs(words[i].start_s - last.start_s)) + 1
+    return sum(w.start_s <= last.start_s for w in words)
+
+
+def _capitalised(words: list[WordEvent], previous: WordEvent) -> list[WordEvent]:
+    """A sentence starts with a capital, also when a window cut hid its start from Whisper."""
+    if words and _SENTENCE_END.search(previous.text) and words[0].text[:1].islower():
+        first = words[0]
+        words[0] = WordEvent(first.text[:1].upper() + first.text[1:], first.start_s, first.end_s)
+    return words
 
 
 def _monotonic(words: list[WordEvent], floor_s: float) -> list[WordEvent]:
@@ -66,9 +132,10 @@ def _monotonic(words: list[WordEvent], floor_s: float) -> list[WordEvent]:
 class LocalAgreement:
     """The agreement state of one utterance: the previous hypothesis and the words sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, sent: Sequence[WordEvent] = ()) -> None:
+        """`sent`: words already sent whose audio this utterance repeats (a window cut)."""
         self._previous: list[WordEvent] = []
-        self.sent: list[WordEvent] = []
+        self.sent: list[WordEvent] = list(sent)
 
     def update(self, hypothesis: Sequence[WordEvent]) -> list[WordEvent]:
         """A new partial hypothesis of the whole utterance; returns the words to send now."""

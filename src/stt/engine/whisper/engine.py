@@ -83,6 +83,13 @@ _PREROLL_S = 0.3
 PROBE_TOKENS = 32
 """Text tokens of the warm-up's timed probe decode: about a 10 s window of speech (the
 moving average of real decodes corrects the estimate from the first streams on)."""
+_OVERLAP_WORDS = 3
+"""Sent words a window cut repeats at the start of the new window, for context."""
+_CUT_LEAD_S = 0.1
+"""A cut starts this far before the first repeated word (aligned starts can be late)."""
+_HARD_OVERLAP_S = 1.0
+"""Audio a hard cut (no sent word to restart from) decodes twice: the end of the old window,
+where a word may be clipped, is sent from the new one."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,9 @@ class _Utterance:
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     pause_s: float | None = None
     """Stream time at which silence ended the utterance (None: a flush or a cut ended it)."""
+    successor: _Utterance | None = None
+    """The utterance that goes on where a hard cut ended this one, repeating its last
+    `_HARD_OVERLAP_S`: its words from there on are the successor's to send."""
 
     def append(self, audio: npt.NDArray[np.float32]) -> None:
         self.chunks.append(audio)
@@ -183,6 +193,7 @@ class WhisperEngine(BaseEngine):
         self._generation = 0
         self.skipped = 0
         """Partial decodes not run because no speech came since the last (benchmarks)."""
+        self._cuts = 0
         self._slots = [self._new_slot(None) for _ in range(slots)]
         # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
         # them as leaks otherwise), also when a caller never closes the engine
@@ -206,6 +217,11 @@ class WhisperEngine(BaseEngine):
         else:
             streams, source = measured or 1, "measured"
         return Capacity(streams, source, measured, cost, budget, self._meter.samples)
+
+    @property
+    def cuts(self) -> int:
+        """Window cuts so far: speech longer than the window went on in a new one."""
+        return self._cuts
 
     def warmup(self) -> None:
         """Steps as the base does, plus one decode so the first stream pays no first-call
@@ -343,22 +359,59 @@ class WhisperEngine(BaseEngine):
                 self._queue.cancel(pending[0])
 
     def _cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
-        """Speech longer than the window: keep decoding from the last sent word (those
-        before it are final), or end the utterance here when nothing was agreed yet.
+        """Speech longer than the window: keep decoding from a few sent words back (those
+        before are final), or end the utterance here when nothing was agreed yet.
 
-        The new window starts with the last sent word, so Whisper does not hear speech
-        begin abruptly mid-sentence; the agreement knows that word was sent and skips it.
+        The new window starts `_OVERLAP_WORDS` sent words back (fewer if the window would
+        be too long), a little before the first of them: Whisper hears the sentence go on,
+        with its punctuation and capitals, rather than start abruptly on a word that may be
+        clipped. The new agreement knows those words were sent and drops them by matching
+        their text (`agreement.after_sent`): word times at a window's edge are too loose to
+        decide (a window's last word can stretch to the end of its audio), which once sent
+        "the first time time" and lost a sentence after a cut.
         """
         sent = utterance.agreement.sent
-        cut = round(sent[-1].start_s * VAD_RATE) - utterance.start if sent else 0
-        if cut <= 0 or utterance.samples - cut > (self._opts.window_s - self._opts.interval_s) * VAD_RATE:
-            self._end_utterance(index, slot)
+        longest = (self._opts.window_s - self._opts.interval_s) * VAD_RATE
+        back = min(_OVERLAP_WORDS, len(sent))
+        cut = 0
+        while back:
+            first = sent[-back]
+            earliest = sent[-back - 1].start_s if back < len(sent) else first.start_s
+            at = max(first.start_s - _CUT_LEAD_S, earliest)
+            cut = round(at * VAD_RATE) - utterance.start
+            if cut > 0 and utterance.samples - cut <= longest:
+                break
+            back -= 1
+        if not back:
+            self._hard_cut(index, slot, utterance)
             return
         self._cancel_partials(slot)
-        rest = _Utterance(utterance.start + cut, utterance.language)
+        self._cuts += 1
+        rest = _Utterance(utterance.start + cut, utterance.language, agreement=LocalAgreement(sent[-back:]))
         rest.append(utterance.audio()[cut:])
-        rest.agreement.sent.append(sent[-1])
         slot.utterance = rest
+
+    def _hard_cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
+        """No sent word to go on from (the decoder fell behind, or nothing was agreed): the
+        window's final decode sends its words up to its last `_HARD_OVERLAP_S`, which a new
+        utterance decodes again with what follows, so a word the cut clipped is heard whole.
+        The new utterance takes the old one's last sent words as context once they are out
+        (`_final_words`), and drops them by text like after any cut."""
+        self._cuts += 1
+        overlap = min(round(_HARD_OVERLAP_S * VAD_RATE), utterance.samples)
+        rest = _Utterance(utterance.start + utterance.samples - overlap, utterance.language)
+        rest.append(utterance.audio()[-overlap:])
+        utterance.successor = rest
+        self._end_utterance(index, slot)
+        slot.utterance = rest
+
+    @staticmethod
+    def _final_words(utterance: _Utterance, words: list[WordEvent]) -> list[WordEvent]:
+        """The final hypothesis' words that are this utterance's to send: after a hard cut,
+        those that start before its successor."""
+        if utterance.successor is None:
+            return words
+        return [w for w in words if w.start_s * VAD_RATE < utterance.successor.start]
 
     def _collect(self, slot: _Slot) -> list[SlotEvent]:
         """Words of finished decodes and the acknowledgements between them, in order, up to
@@ -390,7 +443,9 @@ class WhisperEngine(BaseEngine):
             if utterance.language is None and hypothesis.language_sure:
                 utterance.language = hypothesis.language  # later decodes skip detection
             if job.final:
-                out.extend(utterance.agreement.finish(hypothesis.words))
+                out.extend(utterance.agreement.finish(self._final_words(utterance, hypothesis.words)))
+                if utterance.successor is not None:  # collected only after this: it knows in time
+                    utterance.successor.agreement.sent = list(utterance.agreement.sent)
                 if utterance.pause_s is not None and utterance.agreement.sent:
                     out.append(PauseEvent(utterance.pause_s, 1.0))
             elif utterance is slot.utterance and hypothesis.language_sure:
