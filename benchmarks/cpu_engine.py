@@ -113,12 +113,7 @@ def measure(clip: Clip, result: StreamResult, mode: str) -> Run:
     stats = word_errors(clip.ref_text, result.transcript, clip.lang)
     final = next((r for r in result.messages if r.message.get("type") == "Final"), None)
     last_sent = result.sent[-1][1] if result.sent else None
-    latencies = []
-    for received in result.messages:
-        if received.message.get("type") == "Word":
-            sent_at = result.audio_sent_at(float(received.message["end_s"]))
-            if sent_at is not None:
-                latencies.append(received.at_s - sent_at)
+    latencies = result.word_latencies()
     return Run(
         clip=clip.id,
         lang=clip.lang,

@@ -160,12 +160,7 @@ def check(
         for a, b in itertools.pairwise(words)
         if a["text"].endswith((".", "!", "?")) and b["text"][:1].islower()
     ]
-    latencies = []
-    for received in result.messages:
-        if received.message.get("type") == "Word":
-            sent_at = result.audio_sent_at(float(received.message["end_s"]))
-            if sent_at is not None:
-                latencies.append(received.at_s - sent_at)
+    latencies = result.word_latencies()
     final = next((r for r in result.messages if r.message.get("type") == "Final"), None)
     last_sent = result.sent[-1][1] if result.sent else None
     return Report(

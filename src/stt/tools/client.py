@@ -80,6 +80,17 @@ class StreamResult:
                 return wall_s
         return None
 
+    def word_latencies(self) -> list[float]:
+        """Each Word's arrival minus when the audio up to its end had been sent, in order
+        (words whose audio was never sent, such as a flush's, have none)."""
+        latencies = []
+        for received in self.messages:
+            if received.message.get("type") == "Word":
+                sent_at = self.audio_sent_at(float(received.message["end_s"]))
+                if sent_at is not None:
+                    latencies.append(received.at_s - sent_at)
+        return latencies
+
 
 async def stream_audio(
     url: str,
