@@ -36,7 +36,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,6 +45,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: its sibling modules are `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import cpu_model, detached_worktree
+from benchmarks.timeline import StreamTimeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
@@ -60,39 +64,15 @@ RATE = 24_000
 
 
 @dataclass
-class _Stream:
-    """One stream's timeline, as the listener sees it (callbacks run on the event loop)."""
+class _Stream(StreamTimeline):
+    """A stream of one clip: its words, for the WER."""
 
-    clip: str
-    pushed: list[tuple[float, float]] = field(default_factory=list)
-    """(audio seconds covered, wall time pushed) per chunk."""
+    clip: str = ""
     words: list[str] = field(default_factory=list)
-    ended_at: float | None = None
-    finished_at: float | None = None
-    first_word_s: float | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    failed: bool = False
 
     def on_events(self, events: Sequence[Any]) -> None:
-        now = time.perf_counter()
-        for event in events:
-            if not hasattr(event, "text"):
-                continue
-            self.words.append(event.text)
-            if self.first_word_s is None:
-                at = next((t for covered, t in self.pushed if covered >= event.end_s - 1e-6), None)
-                self.first_word_s = now - (at if at is not None else self.pushed[-1][1])
-
-    def on_flushed(self) -> None:
-        pass
-
-    def on_finished(self) -> None:
-        self.finished_at = time.perf_counter()
-        self.done.set()
-
-    def on_failed(self, error: BaseException) -> None:
-        self.failed = True
-        self.done.set()
+        super().on_events(events)
+        self.words.extend(event.text for event in events if hasattr(event, "text"))
 
 
 async def _lane(scheduler: Any, clips: list[tuple[str, Any]], streams: list[_Stream]) -> None:
@@ -100,7 +80,7 @@ async def _lane(scheduler: Any, clips: list[tuple[str, Any]], streams: list[_Str
 
     chunk = CHUNK_FRAMES * FRAME_SAMPLES
     for clip_id, audio in clips:
-        stream = _Stream(clip_id)
+        stream = _Stream(clip=clip_id)
         streams.append(stream)
         async with scheduler.stream(stream, None, wait_s=60.0) as handle:
             t0 = time.perf_counter()
@@ -212,14 +192,6 @@ def _round(value: float | None) -> float | None:
 # -- the driver: every tree, one after the other ----------------------------------------------
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def _run_tree(label: str, tree: Path, options: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [sys.executable, __file__, "--worker", "--json-out", out.name, "--levels", args.levels]
@@ -239,17 +211,6 @@ def _run_tree(label: str, tree: Path, options: dict[str, Any], args: argparse.Na
         **result,
         "load_avg_before": [round(x, 2) for x in load_before],
     }
-
-
-@contextlib.contextmanager
-def _worktree(rev: str) -> Any:
-    """A detached checkout of `rev` beside this repository, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=f"stt-{rev}-"))
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
 def judge(trees: list[dict[str, Any]], ratio: float, final_s: float) -> None:
@@ -332,12 +293,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = {k: _number(v) for k, _, v in (o.partition("=") for o in opts.split(",") if o)}
             specs.append((label, Path(path).resolve(), options))
         if not specs:
-            old = stack.enter_context(_worktree(args.before))
+            old = stack.enter_context(detached_worktree(ROOT, args.before))
             specs = [("old", old, {}), ("new", ROOT, {}), ("new-b8", ROOT, {"batch": 8})]
         trees = [_run_tree(label, tree, options, args) for label, tree, options in specs]
     judge(trees, args.first_word_ratio, args.final_s)
     report = {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "levels": args.levels,

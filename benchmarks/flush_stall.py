@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,11 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+if __package__ in (None, ""):  # run as a script: its sibling modules are `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import cpu_model, detached_worktree
+from benchmarks.timeline import StreamTimeline
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
@@ -54,23 +58,10 @@ CHUNK_FRAMES = 6
 
 
 @dataclass
-class _Stream:
-    """One stream's timeline, as the listener sees it (callbacks run on the event loop)."""
+class _Stream(StreamTimeline):
+    """A stream of joined clips: the latency of every word before its own end."""
 
-    pushed: list[tuple[float, float]] = field(default_factory=list)
-    """(audio seconds covered, wall time pushed) per chunk."""
-    ended_at: float | None = None
-    finished_at: float | None = None
-    first_word_s: float | None = None
     word_latencies: list[float] = field(default_factory=list)
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    failed: bool = False
-
-    def latency(self, end_s: float, now: float) -> float:
-        for covered, at in self.pushed:
-            if covered >= end_s - 1e-6:
-                return now - at
-        return now - self.pushed[-1][1]
 
     def on_events(self, events: Sequence[Any]) -> None:
         now = time.perf_counter()
@@ -82,17 +73,6 @@ class _Stream:
                 self.word_latencies.append(latency)
                 if self.first_word_s is None:
                     self.first_word_s = latency
-
-    def on_flushed(self) -> None:
-        pass
-
-    def on_finished(self) -> None:
-        self.finished_at = time.perf_counter()
-        self.done.set()
-
-    def on_failed(self, error: BaseException) -> None:
-        self.failed = True
-        self.done.set()
 
 
 def _build_engine(name: str, model: str | None, slots: int) -> Any:
@@ -228,14 +208,6 @@ def _ms(seconds: float | None) -> float | None:
 # -- the driver: every tree, one after the other ----------------------------------------------
 
 
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
-
-
 def _run_tree(label: str, tree: Path, args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [sys.executable, __file__, "--worker", "--json-out", out.name]
@@ -251,17 +223,6 @@ def _run_tree(label: str, tree: Path, args: argparse.Namespace) -> dict[str, Any
     if Path(result["stt"]) != (tree / "src").resolve():
         raise RuntimeError(f"{label}: imported stt from {result['stt']}, not {tree / 'src'}")
     return {"tree": label, **result, "load_avg_1m_before": round(load_before, 2)}
-
-
-@contextlib.contextmanager
-def _worktree(rev: str) -> Any:
-    """A detached checkout of `rev` beside this repository, removed afterwards."""
-    path = Path(tempfile.mkdtemp(prefix=f"stt-{rev}-"))
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), rev], check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(path)], check=False)
 
 
 def _print(rows: list[dict[str, Any]]) -> None:
@@ -317,13 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             label, _, path = spec.partition("=")
             trees.append((label, Path(path).resolve()))
         if not trees:
-            trees = [("before", stack.enter_context(_worktree(args.before))), ("after", ROOT)]
+            trees = [("before", stack.enter_context(detached_worktree(ROOT, args.before))), ("after", ROOT)]
         # alternate the trees, every other round in reverse order (before, after, after,
         # before): a machine whose load drifts during the run then favours neither
         order = [trees if r % 2 == 0 else trees[::-1] for r in range(args.repeat)]
         rows = [_run_tree(label, tree, args) for round_ in order for label, tree in round_]
     report = {
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cpus": os.cpu_count(),
         "load_avg_1m_after": round(os.getloadavg()[0], 2),
         "seconds": args.seconds,

@@ -47,6 +47,10 @@ from stt.tools.samples import read_manifest
 from stt.tools.serve_process import serve_process
 from stt.tools.wer import word_errors
 
+if __package__ in (None, ""):  # run as a script: its sibling modules are `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import cpu_model
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
 FILE_RATE = {"fake": SAMPLE_RATE}
@@ -184,13 +188,6 @@ def run_engine(engine: str, minutes: float, manifest: Path, folder: Path) -> Res
         words=len(text.split()),
         accuracy=accuracy,
     )
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
 
 
 def print_table(results: Sequence[Result]) -> None:

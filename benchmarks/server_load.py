@@ -62,6 +62,10 @@ from stt.constants import END_OF_STREAM_BYTES, FRAME_SAMPLES, SAMPLE_RATE
 from stt.engine.fake.tones import encode_text
 from stt.tools.serve_process import serve_process
 
+if __package__ in (None, ""):  # run as a script: its sibling modules are `benchmarks.*`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.machine import cpu_model
+
 _TEXTS = 64
 """Distinct stream texts (every word of every text is distinct); stream i uses text i % 64."""
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -501,15 +505,6 @@ def _verdict(row: dict[str, Any]) -> str:
     if row["passed"]:
         return "pass"
     return "FAIL (machine busy)" if row["machine_busy"] else "FAIL"
-
-
-def cpu_model() -> str:
-    """The CPU's model name (as `lscpu` shows it), to put beside every figure."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return "unknown CPU"
 
 
 def _cpu_split(row: dict[str, Any]) -> str:
