@@ -37,9 +37,7 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -48,16 +46,13 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: its sibling modules are `benchmarks.*`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.machine import cpu_model, detached_worktree
+from benchmarks.machine import DEFAULT_MANIFEST, ROOT, cpu_model, detached_worktree, run_worker
 from benchmarks.timeline import StreamTimeline
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
 BEFORE = "7ed803b"
 """main just before admission by measured capacity and batched decodes."""
 CHUNK_FRAMES = 3
 """240 ms chunks: first-word times to a quarter of a second."""
-RATE = 24_000
 
 
 # -- the worker: one source tree, in its own process ------------------------------------------
@@ -76,23 +71,11 @@ class _Stream(StreamTimeline):
 
 
 async def _lane(scheduler: Any, clips: list[tuple[str, Any]], streams: list[_Stream]) -> None:
-    from stt.constants import FRAME_SAMPLES
-
-    chunk = CHUNK_FRAMES * FRAME_SAMPLES
     for clip_id, audio in clips:
         stream = _Stream(clip=clip_id)
         streams.append(stream)
         async with scheduler.stream(stream, None, wait_s=60.0) as handle:
-            t0 = time.perf_counter()
-            whole = audio.size // FRAME_SAMPLES * FRAME_SAMPLES
-            for i, offset in enumerate(range(0, whole, chunk)):
-                await asyncio.sleep(max(0.0, t0 + i * CHUNK_FRAMES * 0.08 - time.perf_counter()))
-                part = audio[offset : min(offset + chunk, whole)]
-                handle.push(part.reshape(-1, FRAME_SAMPLES))
-                stream.pushed.append(((offset + part.size) / RATE, time.perf_counter()))
-            stream.ended_at = time.perf_counter()
-            handle.finalize(audio[whole:], end=True)
-            await asyncio.wait_for(stream.done.wait(), 120)
+            await stream.play(handle, audio, CHUNK_FRAMES)
 
 
 def _engine(model: str | None, slots: int, options: dict[str, Any]) -> Any:
@@ -193,18 +176,10 @@ def _round(value: float | None) -> float | None:
 
 
 def _run_tree(label: str, tree: Path, options: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [sys.executable, __file__, "--worker", "--json-out", out.name, "--levels", args.levels]
-        command += ["--options", json.dumps(options)]
-        command += ["--manifest", str(args.manifest), "--clips", str(args.clips)]
-        command += ["--model", args.model] if args.model else []
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
-        env["PYTHONPATH"] = str(tree / "src")
-        load_before = os.getloadavg()
-        subprocess.run(command, env=env, check=True)
-        result: dict[str, Any] = json.loads(Path(out.name).read_text())
-    if Path(result["stt"]) != (tree / "src").resolve():
-        raise RuntimeError(f"{label}: imported stt from {result['stt']}, not {tree / 'src'}")
+    command = ["--levels", args.levels, "--options", json.dumps(options)]
+    command += ["--manifest", str(args.manifest), "--clips", str(args.clips)]
+    command += ["--model", args.model] if args.model else []
+    result, load_before = run_worker(label, tree, __file__, command)
     return {
         "tree": label,
         "options": options,

@@ -32,9 +32,7 @@ import asyncio
 import contextlib
 import json
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -43,11 +41,9 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: its sibling modules are `benchmarks.*`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.machine import cpu_model, detached_worktree
+from benchmarks.machine import DEFAULT_MANIFEST, ROOT, cpu_model, detached_worktree, run_worker
 from benchmarks.timeline import StreamTimeline
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
 BEFORE = "b444396"
 """main just before the engine boundary stopped waiting for flushes."""
 CHUNK_FRAMES = 6
@@ -114,9 +110,6 @@ async def _lane(
 ) -> None:
     import numpy as np
 
-    from stt.constants import FRAME_SAMPLES
-
-    chunk = CHUNK_FRAMES * FRAME_SAMPLES
     await asyncio.sleep(max(0.0, start - time.perf_counter()))
     k = lane * per_stream
     gap = np.zeros(int(0.6 * 24_000), dtype=np.float32)
@@ -127,16 +120,7 @@ async def _lane(
         stream = _Stream()
         streams.append(stream)
         async with _open(scheduler, stream) as handle:
-            t0 = time.perf_counter()
-            whole = audio.size // FRAME_SAMPLES * FRAME_SAMPLES
-            for i, offset in enumerate(range(0, whole, chunk)):
-                await asyncio.sleep(max(0.0, t0 + i * CHUNK_FRAMES * 0.08 - time.perf_counter()))
-                part = audio[offset : min(offset + chunk, whole)]
-                handle.push(part.reshape(-1, FRAME_SAMPLES))
-                stream.pushed.append(((offset + part.size) / 24_000, time.perf_counter()))
-            stream.ended_at = time.perf_counter()
-            handle.finalize(audio[whole:], end=True)
-            await asyncio.wait_for(stream.done.wait(), 120)
+            await stream.play(handle, audio, CHUNK_FRAMES)
 
 
 def _worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -209,20 +193,12 @@ def _ms(seconds: float | None) -> float | None:
 
 
 def _run_tree(label: str, tree: Path, args: argparse.Namespace) -> dict[str, Any]:
-    with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [sys.executable, __file__, "--worker", "--json-out", out.name]
-        command += ["--seconds", str(args.seconds), "--streams", str(args.streams)]
-        command += ["--slots", str(args.slots), "--stagger-s", str(args.stagger_s)]
-        command += ["--clips-per-stream", str(args.clips_per_stream), "--engine", args.engine]
-        command += ["--manifest", str(args.manifest)] + (["--model", args.model] if args.model else [])
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
-        env["PYTHONPATH"] = str(tree / "src")
-        load_before = os.getloadavg()[0]
-        subprocess.run(command, env=env, check=True)
-        result: dict[str, Any] = json.loads(Path(out.name).read_text())
-    if Path(result["stt"]) != (tree / "src").resolve():
-        raise RuntimeError(f"{label}: imported stt from {result['stt']}, not {tree / 'src'}")
-    return {"tree": label, **result, "load_avg_1m_before": round(load_before, 2)}
+    command = ["--seconds", str(args.seconds), "--streams", str(args.streams)]
+    command += ["--slots", str(args.slots), "--stagger-s", str(args.stagger_s)]
+    command += ["--clips-per-stream", str(args.clips_per_stream), "--engine", args.engine]
+    command += ["--manifest", str(args.manifest)] + (["--model", args.model] if args.model else [])
+    result, load_before = run_worker(label, tree, __file__, command)
+    return {"tree": label, **result, "load_avg_1m_before": round(load_before[0], 2)}
 
 
 def _print(rows: list[dict[str, Any]]) -> None:

@@ -49,10 +49,8 @@ from stt.tools.wer import word_errors
 
 if __package__ in (None, ""):  # run as a script: its sibling modules are `benchmarks.*`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.machine import cpu_model
+from benchmarks.machine import DEFAULT_MANIFEST, cpu_model
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
 FILE_RATE = {"fake": SAMPLE_RATE}
 """Sample rate of each engine's file; others get 16 kHz."""
 GAP_S = 13 * FRAME_SAMPLES / SAMPLE_RATE

@@ -7,11 +7,20 @@ another tree's `PYTHONPATH`, so this module imports nothing from `stt`.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository the benchmarks belong to (the "new" tree)."""
+DEFAULT_MANIFEST = ROOT.parent / "shared" / "samples" / "manifest.jsonl"
+"""The team's samples with their known texts, beside the checkout."""
 
 
 def cpu_model() -> str:
@@ -32,3 +41,24 @@ def detached_worktree(repo: Path, rev: str) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(path)], check=False)
+
+
+def run_worker(
+    label: str, tree: Path, script: str, args: list[str]
+) -> tuple[dict[str, Any], tuple[float, ...]]:
+    """Run `script --worker --json-out F ARGS` on `tree`'s `stt` in a process of its own.
+
+    Returns the worker's JSON and the load average before it. The worker reports where it
+    imported `stt` from (key "stt"); a run that measured another tree than `tree` is refused.
+    """
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STT_")}
+        env["PYTHONPATH"] = str(tree / "src")
+        load_before = os.getloadavg()
+        subprocess.run(
+            [sys.executable, script, "--worker", "--json-out", out.name, *args], env=env, check=True
+        )
+        result: dict[str, Any] = json.loads(Path(out.name).read_text())
+    if Path(result["stt"]) != (tree / "src").resolve():
+        raise RuntimeError(f"{label}: imported stt from {result['stt']}, not {tree / 'src'}")
+    return result, load_before

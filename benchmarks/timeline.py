@@ -38,6 +38,23 @@ class StreamTimeline:
             if hasattr(event, "text") and self.first_word_s is None:
                 self.first_word_s = self.latency(event.end_s, now)
 
+    async def play(self, handle: Any, audio: Any, chunk_frames: int) -> None:
+        """Push `audio` (24 kHz float32) into the stream's handle in real time, `chunk_frames`
+        80 ms frames at a time, then end the stream and wait until it has finished."""
+        from stt.constants import FRAME_SAMPLES, SAMPLE_RATE
+
+        chunk = chunk_frames * FRAME_SAMPLES
+        t0 = time.perf_counter()
+        whole = audio.size // FRAME_SAMPLES * FRAME_SAMPLES
+        for i, offset in enumerate(range(0, whole, chunk)):
+            await asyncio.sleep(max(0.0, t0 + i * chunk_frames * 0.08 - time.perf_counter()))
+            part = audio[offset : min(offset + chunk, whole)]
+            handle.push(part.reshape(-1, FRAME_SAMPLES))
+            self.pushed.append(((offset + part.size) / SAMPLE_RATE, time.perf_counter()))
+        self.ended_at = time.perf_counter()
+        handle.finalize(audio[whole:], end=True)
+        await asyncio.wait_for(self.done.wait(), 120)
+
     def on_flushed(self) -> None:
         pass
 
