@@ -99,3 +99,20 @@ def test_a_sentence_that_starts_after_a_cut_keeps_its_capital() -> None:
     again = hyp("wings. as she touched", start=5.5)  # heard from mid-sentence: no capital
     assert texts(after_sent(sent, again)) == ["As", "she", "touched"]
     assert texts(after_sent(hyp("her wings"), hyp("her wings as she"))) == ["as", "she"]
+
+
+def test_digits_a_newer_hypothesis_adds_to_the_last_sent_number_are_sent() -> None:
+    """Regression (en-07 with a beam-search final): "415" was sent from partials, the final
+    decode wrote "41555552671." where "415" stood and the agreement took it for a
+    respelling of "415": the rest of the phone number was lost."""
+    sent = hyp("My phone number is 415")
+    final = [*sent[:4], WordEvent("41555552671.", sent[4].start_s, 5.4)]
+    added = after_sent(sent, final)
+    assert texts(added) == ["55552671."]
+    assert added[0].start_s >= sent[-1].end_s
+    agreement = LocalAgreement()
+    agreement.update(sent)
+    agreement.update(sent)
+    assert texts(agreement.finish(final)) == ["55552671."]
+    assert texts(after_sent(hyp("ship"), hyp("shipped"))) == []  # a respelling adds no letters
+    assert texts(after_sent(hyp("a 12"), hyp("a 12"))) == []

@@ -63,11 +63,33 @@ def after_sent(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> list[Wo
         word_key(x.text) == word_key(y.text) for x, y in zip(head, sent, strict=True)
     ):
         rest = list(words[len(sent) :])
-    elif (end := overlap_end(sent, words)) is not None:
-        rest = list(words[end:])
     else:
-        rest = list(words[_after_respelling(sent[-1], words) :])
+        end = overlap_end(sent, words)
+        if end is None:
+            end = _after_respelling(sent[-1], words)
+        rest = list(words[end:])
+        if end and (more := _digits_beyond(sent[-1], words[end - 1])) is not None:
+            rest.insert(0, more)
     return _capitalised(_monotonic(rest, sent[-1].end_s), sent[-1])
+
+
+def _digits_beyond(sent: WordEvent, respelled: WordEvent) -> WordEvent | None:
+    """The digits a respelling adds to the last sent word, as a word of their own.
+
+    Whisper writes a spoken digit sequence as one token run whose grouping changes from
+    decode to decode: "415" "555" "2671" in one, "4155552671" in the next. When the last sent
+    word was "415" and the newer hypothesis says "4155552671" where it stood, that word is
+    not a respelling of "415" but "415" and six more digits, which are new.
+    """
+    old, new = word_key(sent.text), word_key(respelled.text)
+    if not (old.isdigit() and new.isdigit() and len(new) > len(old) and new.startswith(old)):
+        return None
+    seen, cut = 0, 0
+    while seen < len(old):  # skip the sent digits in the text, with any separator among them
+        seen += respelled.text[cut].isdigit()
+        cut += 1
+    text = respelled.text[cut:].lstrip("-., ")
+    return WordEvent(text, max(sent.end_s, respelled.start_s), max(respelled.end_s, sent.end_s))
 
 
 def overlap_end(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> int | None:
