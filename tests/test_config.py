@@ -49,6 +49,9 @@ PUBLIC_NAMES = [
     "whisper_silence_s",
     "whisper_context_s",
     "whisper_batch",
+    "whisper_beam",
+    "whisper_beam_size",
+    "whisper_fallback",
     "whisper_latency_budget_s",
 ]
 """The names deployments and docs use (flags `--max-backlog-s`, variables `STT_MAX_BACKLOG_S`):
@@ -117,12 +120,21 @@ def test_public_names_are_unchanged() -> None:
             "whisper_latency_budget_s must be at least whisper_interval_s",
         ),
         ({"STT_WHISPER_BATCH": "0"}, "whisper_batch must be >= 1"),
+        ({"STT_WHISPER_BEAM": "often"}, "STT_WHISPER_BEAM must be one of none, final, spare, all, got"),
+        ({"STT_WHISPER_BEAM_SIZE": "1"}, "whisper_beam_size must be >= 2"),
         ({"STT_MAX_BACKLOG_S": "0"}, "max_backlog_s must be > 0"),
     ],
 )
 def test_invalid_values_fail_with_a_clear_message(env: dict[str, str], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         Settings.from_env(env)
+
+
+def test_a_choice_reads_any_case() -> None:
+    from stt.engine.whisper.options import Decodes
+
+    whisper = Settings.from_env({"STT_WHISPER_BEAM": " Spare", "STT_WHISPER_FALLBACK": "none"}).whisper
+    assert (whisper.beam, whisper.fallback) == (Decodes.SPARE, Decodes.NONE)
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "Yes", " on "])

@@ -13,6 +13,7 @@ validation all come from these declarations.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import os
 import re
 import sys
@@ -323,6 +324,12 @@ def parse(option: Option, raw: str) -> Any:
         if value in _FALSE:
             return False
         raise ValueError(f"must be a boolean ({', '.join(_TRUE)} or {', '.join(_FALSE)}), got {raw!r}")
+    kind: Any = option.type
+    if issubclass(kind, enum.Enum):
+        members = {str(member.value): member for member in kind}
+        if raw.strip().lower() not in members:
+            raise ValueError(f"must be one of {', '.join(members)}, got {raw!r}")
+        return members[raw.strip().lower()]
     try:
         return option.type(raw)
     except ValueError:

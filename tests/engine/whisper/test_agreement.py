@@ -115,4 +115,5 @@ def test_digits_a_newer_hypothesis_adds_to_the_last_sent_number_are_sent() -> No
     agreement.update(sent)
     assert texts(agreement.finish(final)) == ["55552671."]
     assert texts(after_sent(hyp("ship"), hyp("shipped"))) == []  # a respelling adds no letters
+    assert texts(after_sent(hyp("415"), hyp("4155"))) == []  # nor digits over the same audio
     assert texts(after_sent(hyp("a 12"), hyp("a 12"))) == []

@@ -540,9 +540,9 @@ def test_streams_waiting_together_are_decoded_in_one_call(
     sizes: list[int] = []
     batch = batched._decoder.batch
 
-    def recording(items: Any) -> Any:
+    def recording(items: Any, search: Any) -> Any:
         sizes.append(len(items))
-        return batch(items)
+        return batch(items, search)
 
     monkeypatch.setattr(batched._decoder, "batch", recording)
     ids = ["en-02", "fr-03", "en-04"]

@@ -79,10 +79,14 @@ def _digits_beyond(sent: WordEvent, respelled: WordEvent) -> WordEvent | None:
     Whisper writes a spoken digit sequence as one token run whose grouping changes from
     decode to decode: "415" "555" "2671" in one, "4155552671" in the next. When the last sent
     word was "415" and the newer hypothesis says "4155552671" where it stood, that word is
-    not a respelling of "415" but "415" and six more digits, which are new.
+    not a respelling of "415" but "415" and six more digits, which are new: it goes on over
+    audio after the sent word's. One that ends where the sent word did ("5555" for a sent
+    "555") is a respelling: what the sent word said is not said twice.
     """
     old, new = word_key(sent.text), word_key(respelled.text)
     if not (old.isdigit() and new.isdigit() and len(new) > len(old) and new.startswith(old)):
+        return None
+    if respelled.end_s - sent.end_s <= _RESPELLED_S:
         return None
     seen, cut = 0, 0
     while seen < len(old):  # skip the sent digits in the text, with any separator among them

@@ -1,4 +1,4 @@
-"""One greedy Whisper decode of a short utterance, with a shorter encoder context.
+"""Whisper decodes of short utterances, with a shorter encoder context and a fallback.
 
 faster-whisper's `transcribe()` always pads audio to Whisper's 30 s window, so a 3 s
 utterance costs as much as 30 s of audio. CTranslate2's encoder accepts shorter inputs:
@@ -6,7 +6,13 @@ padding the utterance (at most the engine's 10 s window) to 20 s instead measure
 WER on the shared samples in less than half the time (padding to the audio's own length
 makes Whisper loop, so some silence must follow the speech). The steps are faster-whisper's
 own building blocks (features, encode, language detection, generate, word alignment), so
-the model behaves as in `transcribe()` with beam 1 and temperature 0.
+the model behaves as in `transcribe()` with the same `Search` (beams, temperatures).
+
+A decode that looks like a failure by Whisper's own rules (its text compresses too well: a
+repetition loop; or its average log-probability is low while it is not silence) is retried
+at the next temperature of `Search.temperatures`, sampling `BEST_OF` candidates, as
+openai-whisper and faster-whisper do; when every try fails the most likely one that is not a
+loop is kept (and the engine drops it if it is a loop or silence, `Decoded.hallucinated`).
 
 Runs on the decode worker thread; CTranslate2 releases the GIL while it computes.
 """
@@ -50,6 +56,29 @@ class RawWord:
     end_s: float
 
 
+BEST_OF = 5
+"""Candidates sampled at a fallback temperature, the most likely kept (Whisper's `best_of`)."""
+
+
+@dataclass(frozen=True)
+class Search:
+    """How a decode searches. Requests with equal searches share a model call."""
+
+    beam_size: int = 1
+    """1: greedy; more: beam search with that many beams, at temperature 0."""
+    temperatures: tuple[float, ...] = ()
+    """Temperatures (> 0) a failed decode is retried at, in order; empty: no fallback."""
+
+    def __post_init__(self) -> None:
+        if self.beam_size < 1:
+            raise ValueError(f"a search needs at least one beam, got {self.beam_size}")
+        if not all(t > 0 for t in self.temperatures):
+            raise ValueError(f"fallback temperatures sample, so they must be > 0: {self.temperatures}")
+
+
+GREEDY = Search()
+
+
 @dataclass(frozen=True)
 class Decoded:
     words: list[RawWord]
@@ -59,16 +88,46 @@ class Decoded:
     no_speech_prob: float
     avg_logprob: float
     compression_ratio: float
+    temperature: float = 0.0
+    """Temperature of the try kept: above 0 when the first try failed."""
+    tries: int = 1
+    """Model calls this window took: 1 plus its fallbacks."""
 
     @property
     def hallucinated(self) -> bool:
         """Whisper's rules for a decode that heard no speech or got stuck repeating itself."""
-        silent = self.no_speech_prob > _NO_SPEECH and self.avg_logprob < _LOW_LOGPROB
-        return silent or self.compression_ratio > _MAX_COMPRESSION
+        return _silent(self.no_speech_prob, self.avg_logprob) or self.compression_ratio > _MAX_COMPRESSION
+
+
+@dataclass(frozen=True)
+class _Try:
+    """One generation of one window: its text tokens and Whisper's measures of it."""
+
+    tokens: list[int]
+    no_speech_prob: float
+    avg_logprob: float
+    compression_ratio: float
+    temperature: float
+
+    @property
+    def looping(self) -> bool:
+        return self.compression_ratio > _MAX_COMPRESSION
+
+    @property
+    def failed(self) -> bool:
+        """Whisper's rule for a retry at a higher temperature: a loop, or low confidence in
+        what is not silence (silence is not retried: the engine drops it)."""
+        low = self.avg_logprob < _LOW_LOGPROB
+        return self.looping or (low and not _silent(self.no_speech_prob, self.avg_logprob))
+
+
+def _silent(no_speech_prob: float, avg_logprob: float) -> bool:
+    """Probably no speech, and decoded without confidence."""
+    return no_speech_prob > _NO_SPEECH and avg_logprob < _LOW_LOGPROB
 
 
 class Decoder:
-    """Greedy decodes of up to `context_s` of 16 kHz audio with one faster-whisper model."""
+    """Decodes of up to `context_s` of 16 kHz audio with one faster-whisper model."""
 
     def __init__(self, model: Any, languages: Sequence[str], context_s: float) -> None:
         """`context_s` as `WhisperOptions` validated it."""
@@ -96,16 +155,21 @@ class Decoder:
     def max_audio_s(self) -> float:
         return self.context_frames / FRAMES_PER_SECOND
 
-    def __call__(self, audio: npt.NDArray[np.float32], language: str | None) -> Decoded:
+    def __call__(
+        self, audio: npt.NDArray[np.float32], language: str | None, search: Search = GREEDY
+    ) -> Decoded:
         """Decode `audio` (at most `max_audio_s`) in `language`, or the most likely of the
         decoder's languages when None."""
-        return self.batch([(audio, language)])[0]
+        return self.batch([(audio, language)], search)[0]
 
-    def batch(self, items: Sequence[tuple[npt.NDArray[np.float32], str | None]]) -> list[Decoded]:
+    def batch(
+        self, items: Sequence[tuple[npt.NDArray[np.float32], str | None]], search: Search = GREEDY
+    ) -> list[Decoded]:
         """Decode several streams' windows in one call of each model stage: each window is
         padded to the context, encoded, the unknown languages detected, then all are generated
-        together (each with its own language's prompt) and aligned together per language.
-        Results are in the order of `items`; each is what a decode of it alone would give."""
+        together with `search` (each with its own language's prompt; the failed ones again at
+        each fallback temperature) and aligned together per language. Results are in the
+        order of `items`; each is what a decode of it alone would give."""
         from faster_whisper.audio import pad_or_trim
 
         features = [self._model.feature_extractor(audio) for audio, _ in items]
@@ -113,35 +177,56 @@ class Decoder:
         encoded = self._encode([pad_or_trim(f, self.context_frames) for f in features])
         languages, sure = self._languages_of(encoded, [language for _, language in items])
         tokenizers = [self._tokenizers[language] for language in languages]
-        results = self._model.model.generate(
-            encoded,
-            [[*t.sot_sequence, t.no_timestamps] for t in tokenizers],
-            beam_size=1,
-            max_length=_MAX_TOKENS,
-            return_scores=True,
-            return_no_speech_prob=True,
-            suppress_blank=True,
-            suppress_tokens=self._suppressed,
-        )
-        tokens = [
-            [t for t in r.sequences_ids[0] if t < tok.eot] for r, tok in zip(results, tokenizers, strict=True)
-        ]
-        words = self._align(encoded, languages, tokens, frames)
-        decoded = []
-        for i, result in enumerate(results):
-            text = tokenizers[i].decode(tokens[i])
-            score = float(result.scores[0]) * len(tokens[i])  # scores are length-normalised
-            decoded.append(
-                Decoded(
-                    words=words[i],
-                    language=languages[i],
-                    language_sure=sure[i],
-                    no_speech_prob=float(result.no_speech_prob),
-                    avg_logprob=score / (len(tokens[i]) + 1),
-                    compression_ratio=_compression_ratio(text),
-                )
+        tries = self._generate(encoded, tokenizers, search)
+        kept = [_keep(window) for window in tries]
+        words = self._align(encoded, languages, [k.tokens for k in kept], frames)
+        return [
+            Decoded(
+                words=words[i],
+                language=languages[i],
+                language_sure=sure[i],
+                no_speech_prob=k.no_speech_prob,
+                avg_logprob=k.avg_logprob,
+                compression_ratio=k.compression_ratio,
+                temperature=k.temperature,
+                tries=len(tries[i]),
             )
-        return decoded
+            for i, k in enumerate(kept)
+        ]
+
+    def _generate(self, encoded: Any, tokenizers: list[Any], search: Search) -> list[list[_Try]]:
+        """Every window generated at temperature 0 (greedy or beam search), then those whose
+        try failed again at each fallback temperature, `BEST_OF` samples each, until they
+        pass or the temperatures run out. Each window's tries, in order."""
+        tries: list[list[_Try]] = [[] for _ in tokenizers]
+        rows = list(range(len(tokenizers)))
+        for temperature in (0.0, *search.temperatures):
+            sampling: dict[str, Any] = (
+                {"beam_size": search.beam_size}
+                if temperature == 0
+                else {
+                    "beam_size": 1,
+                    "num_hypotheses": BEST_OF,
+                    "sampling_topk": 0,  # the whole distribution, as Whisper samples
+                    "sampling_temperature": temperature,
+                }
+            )
+            results = self._model.model.generate(
+                _take(encoded, rows, len(tokenizers)),
+                [[*tokenizers[i].sot_sequence, tokenizers[i].no_timestamps] for i in rows],
+                max_length=_MAX_TOKENS,
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=self._suppressed,
+                **sampling,
+            )
+            for i, result in zip(rows, results, strict=True):
+                tries[i].append(_measure(result, tokenizers[i], temperature))
+            rows = [i for i in rows if tries[i][-1].failed]
+            if not rows:
+                break
+        return tries
 
     def _encode(self, features: list[npt.NDArray[np.float32]]) -> Any:
         """The encoder's output for a batch of padded features, encoded one window at a time
@@ -175,22 +260,17 @@ class Decoder:
     ) -> list[list[RawWord]]:
         """Word times of every window with text, aligned together per language (the start
         sequence names the language, one per call)."""
-        import ctranslate2
-
         words: list[list[RawWord]] = [[] for _ in tokens]
         groups: dict[str, list[int]] = {}
         for i, ids in enumerate(tokens):
             if ids:
                 groups.setdefault(languages[i], []).append(i)
-        whole = None
         for language, rows in groups.items():
-            if len(rows) == len(tokens):
-                features = encoded
-            else:
-                whole = np.asarray(encoded) if whole is None else whole
-                features = ctranslate2.StorageView.from_array(np.ascontiguousarray(whole[rows]))
             aligned = self._model.find_alignment(
-                self._tokenizers[language], [tokens[i] for i in rows], features, [frames[i] for i in rows]
+                self._tokenizers[language],
+                [tokens[i] for i in rows],
+                _take(encoded, rows, len(tokens)),
+                [frames[i] for i in rows],
             )
             for i, found in zip(rows, aligned, strict=True):
                 words[i] = [RawWord(w["word"], float(w["start"]), float(w["end"])) for w in found]
@@ -221,6 +301,39 @@ class Decoder:
         if ids:
             self._model.find_alignment(tokenizer, [ids], encoded, frames)
         return len(ids)
+
+
+def _take(encoded: Any, rows: list[int], windows: int) -> Any:
+    """The encoder output of some of a batch's `windows` (all of it when `rows` are all)."""
+    import ctranslate2
+
+    if len(rows) == windows:
+        return encoded
+    return ctranslate2.StorageView.from_array(np.ascontiguousarray(np.asarray(encoded)[rows]))
+
+
+def _measure(result: Any, tokenizer: Any, temperature: float) -> _Try:
+    """A generation's text tokens and Whisper's measures of it. CTranslate2's scores are
+    length-normalised (length penalty 1): the sum of log-probabilities over the tokens is
+    the score times their count, averaged over them and the end of text as Whisper does."""
+    tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+    total = float(result.scores[0]) * len(tokens)
+    return _Try(
+        tokens=tokens,
+        no_speech_prob=float(result.no_speech_prob),
+        avg_logprob=total / (len(tokens) + 1),
+        compression_ratio=_compression_ratio(tokenizer.decode(tokens)),
+        temperature=temperature,
+    )
+
+
+def _keep(tries: list[_Try]) -> _Try:
+    """The try a window keeps: the first that did not fail; when all failed, the most likely
+    one that is not a loop (the most likely of all if every one loops), as faster-whisper."""
+    if not tries[-1].failed:
+        return tries[-1]
+    pool = [t for t in tries if not t.looping] or tries
+    return max(pool, key=lambda t: t.avg_logprob)
 
 
 def _compression_ratio(text: str) -> float:

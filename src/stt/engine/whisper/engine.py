@@ -28,10 +28,13 @@ Whisper is not a streaming model, so streaming is built around it:
 - A reset slot starts a new state with a new generation; results of the previous stream's
   decodes are never looked at, so no stream hears another's words.
 
-Decoding (`decode.Decoder`) is greedy (beam 1, temperature 0) over the utterance
-padded to `context_s` (20 s) rather than Whisper's 30 s, with word timestamps mapped to the
-stream's timeline. A language hint is used when given; otherwise the language is detected
-once per utterance (restricted to the engine's languages).
+Decoding (`decode.Decoder`) runs over the utterance padded to `context_s` (20 s) rather than
+Whisper's 30 s, with word timestamps mapped to the stream's timeline. Each decode's search is
+chosen when it runs (`_search`): beam search (`beam_size` beams) on the decodes `beam`
+names, greedy on the others, and a temperature
+fallback on the decodes `fallback` names when a try looks failed; a batch groups its
+requests by search, one model call each. A language hint is used when given; otherwise the
+language is detected once per utterance (restricted to the engine's languages).
 """
 
 from __future__ import annotations
@@ -64,9 +67,9 @@ from stt.engine.interface import (
 )
 from stt.engine.whisper.agreement import LocalAgreement
 from stt.engine.whisper.capacity import CostMeter, streams_within
-from stt.engine.whisper.decode import Decoded, Decoder, stream_words
+from stt.engine.whisper.decode import Decoded, Decoder, Search, stream_words
 from stt.engine.whisper.decode_queue import DecodeQueue, Job
-from stt.engine.whisper.options import AUTO_SLOTS, WhisperOptions
+from stt.engine.whisper.options import AUTO_SLOTS, FALLBACK_TEMPERATURES, WhisperOptions
 from stt.engine.whisper.vad import StreamingVad, load_vad_session
 from stt.engine.whisper.weights import DEFAULT_MODEL, PACKAGED, read_packaged
 
@@ -99,6 +102,8 @@ class DecodeRequest:
     offset_s: float
     """Stream time of audio[0]."""
     language: str | None
+    final: bool = False
+    """The utterance's last decode (its words stay); else a partial one."""
 
 
 @dataclass(frozen=True)
@@ -193,6 +198,10 @@ class WhisperEngine(BaseEngine):
         self._generation = 0
         self.skipped = 0
         """Partial decodes not run because no speech came since the last (benchmarks)."""
+        self.searches: dict[Search, int] = {}
+        """Windows decoded with each search (benchmarks, tests)."""
+        self.fallbacks = 0
+        """Windows whose first try failed and were retried at a higher temperature."""
         self._cuts = 0
         self._slots = [self._new_slot(None) for _ in range(slots)]
         # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
@@ -334,7 +343,7 @@ class WhisperEngine(BaseEngine):
             self._submit(index, slot, utterance, final=False)
 
     def _submit(self, index: int, slot: _Slot, utterance: _Utterance, *, final: bool) -> None:
-        request = DecodeRequest(utterance.audio(), utterance.start / VAD_RATE, utterance.language)
+        request = DecodeRequest(utterance.audio(), utterance.start / VAD_RATE, utterance.language, final)
         slot.jobs.append((self._queue.submit(index, request, final=final), utterance))
 
     def _end_utterance(self, index: int, slot: _Slot) -> None:
@@ -456,13 +465,30 @@ class WhisperEngine(BaseEngine):
     # -- the decode: on the worker thread ---------------------------------------------------
 
     def decode(self, request: DecodeRequest) -> Hypothesis:
-        """Greedy Whisper decode of one utterance; words in stream time."""
+        """Whisper decode of one utterance; words in stream time."""
         return self.decode_batch([request])[0]
 
     def decode_batch(self, requests: list[DecodeRequest]) -> list[Hypothesis]:
-        """Several streams' utterances in one model call (`Decoder.batch`), in order."""
-        decoded = self._decoder.batch([(r.audio, r.language) for r in requests])
-        return [_hypothesis(r, d) for r, d in zip(requests, decoded, strict=True)]
+        """Several streams' utterances, in order: one model call (`Decoder.batch`) per search
+        among them."""
+        spare = len(requests) == 1 and self._queue.waiting() == 0
+        groups: dict[Search, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(self._search(request, spare=spare), []).append(i)
+        out: list[Hypothesis | None] = [None] * len(requests)
+        for search, rows in groups.items():
+            decoded = self._decoder.batch([(requests[i].audio, requests[i].language) for i in rows], search)
+            self.searches[search] = self.searches.get(search, 0) + len(rows)
+            for i, one in zip(rows, decoded, strict=True):
+                self.fallbacks += one.tries > 1
+                out[i] = _hypothesis(requests[i], one)
+        return [h for h in out if h is not None]
+
+    def _search(self, request: DecodeRequest, *, spare: bool) -> Search:
+        """The search of one decode: `spare` when no other decode waits for the decoder."""
+        beam = self._opts.beam.applies(final=request.final, spare=spare)
+        fallback = self._opts.fallback.applies(final=request.final, spare=spare)
+        return Search(self._opts.beam_size if beam else 1, FALLBACK_TEMPERATURES if fallback else ())
 
 
 def _hypothesis(request: DecodeRequest, decoded: Decoded) -> Hypothesis:

@@ -5,6 +5,7 @@ Kept apart from the engine so that reading settings never imports faster-whisper
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
@@ -18,6 +19,32 @@ AUTO_SLOTS = 16
 """Slot table when `--slots` is auto (not given): the most streams a measured capacity may
 admit. Streams are admitted up to what the decoder serves within `latency_budget_s`
 (`stt.engine.whisper.capacity`), which on 2 cores is a few."""
+
+
+FALLBACK_TEMPERATURES = (0.2, 0.4, 0.6, 0.8, 1.0)
+"""Temperatures a failed decode is retried at, in order (Whisper's and faster-whisper's)."""
+
+
+class Decodes(enum.StrEnum):
+    """Which decodes get a costlier search (`--whisper-beam`, `--whisper-fallback`)."""
+
+    NONE = "none"
+    FINAL = "final"
+    """The final decode of each utterance (after a pause, a flush or a cut): it runs once and
+    its words are the ones that stay."""
+    SPARE = "spare"
+    """The final decodes, and a partial decode when no other decode waits for the decoder."""
+    ALL = "all"
+    """Every decode."""
+
+    def applies(self, *, final: bool, spare: bool) -> bool:
+        """Whether a decode (`final` or partial, run while the decoder is otherwise idle or
+        not) gets the search."""
+        if self is Decodes.ALL:
+            return True
+        if self is Decodes.SPARE:
+            return final or spare
+        return final and self is Decodes.FINAL
 
 
 @dataclass(frozen=True)
@@ -55,6 +82,19 @@ class WhisperOptions(Checked):
         f"(Whisper's own: {NATIVE_CONTEXT_S:g})",
     )
 
+    beam: Decodes = setting(
+        Decodes.NONE,
+        "whisper engine: decodes that use beam search (`none`, `final`: each utterance's last, "
+        "`spare`: also partial ones while no other decode waits, `all`); the others are greedy",
+    )
+    beam_size: int = setting(5, "whisper engine: beams of a beam-search decode")
+    fallback: Decodes = setting(
+        Decodes.NONE,
+        "whisper engine: decodes retried at a higher temperature when they look failed (a repetition "
+        f"loop, or low confidence in speech), at {', '.join(f'{t:g}' for t in FALLBACK_TEMPERATURES)} "
+        "in turn (`none`, `final`, `spare`, `all`, as for `--whisper-beam`)",
+    )
+
     def checks(self) -> Iterator[tuple[bool, str]]:
         yield self.cpu_threads >= 0, "cpu_threads must be >= 0"
         yield self.interval_s > 0, "whisper_interval_s must be > 0"
@@ -67,6 +107,7 @@ class WhisperOptions(Checked):
             "whisper_latency_budget_s must be at least whisper_interval_s",
         )
         yield self.batch >= 1, "whisper_batch must be >= 1"
+        yield self.beam_size >= 2, "whisper_beam_size must be >= 2 (--whisper-beam none decodes greedily)"
         yield self.silence_s > 0, "whisper_silence_s must be > 0"
         yield (
             self.window_s + 2 <= self.context_s <= NATIVE_CONTEXT_S,
