@@ -72,3 +72,13 @@ def test_benchmark_scores_a_manifest_through_a_server(
         ("realtime-x2", "fr", "espeak-ng"),
         ("fast", "all", "all"),
     } <= groups
+
+
+def test_search_choices_are_checked_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    bench = pytest.importorskip("benchmarks.cpu_engine", reason="benchmarks/ is not shipped here")
+    with pytest.raises(SystemExit):
+        bench.main(["--search", "final", "--url", "ws://127.0.0.1:9/v1/stream"])
+    assert "BEAM/FALLBACK" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        bench.main(["--search", "final/none", "--url", "ws://127.0.0.1:9/v1/stream"])
+    assert "cannot be used with --url" in capsys.readouterr().err
