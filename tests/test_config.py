@@ -53,6 +53,7 @@ PUBLIC_NAMES = [
     "whisper_beam_size",
     "whisper_fallback",
     "whisper_latency_budget_s",
+    "whisper_pad_s",
 ]
 """The names deployments and docs use (flags `--max-backlog-s`, variables `STT_MAX_BACKLOG_S`):
 grouping the settings must never rename one."""
@@ -122,6 +123,7 @@ def test_public_names_are_unchanged() -> None:
         ({"STT_WHISPER_BATCH": "0"}, "whisper_batch must be >= 1"),
         ({"STT_WHISPER_BEAM": "often"}, "STT_WHISPER_BEAM must be one of none, final, spare, all, got"),
         ({"STT_WHISPER_BEAM_SIZE": "1"}, "whisper_beam_size must be >= 2"),
+        ({"STT_WHISPER_PAD_S": "0.5"}, "whisper_pad_s must be 0 or >= 1"),
         ({"STT_MAX_BACKLOG_S": "0"}, "max_backlog_s must be > 0"),
     ],
 )

@@ -1,9 +1,9 @@
-"""Whisper's aligned words made stream words; the hallucination rules."""
+"""Whisper's aligned words made stream words; the hallucination rules; the encoder's padding."""
 
 from __future__ import annotations
 
 from stt.engine.interface import WordEvent
-from stt.engine.whisper.decode import Decoded, RawWord, stream_words
+from stt.engine.whisper.decode import Decoded, RawWord, encoded_frames, stream_words
 
 
 def test_punctuation_and_elisions_are_glued_to_the_word_before() -> None:
@@ -44,3 +44,11 @@ def test_whispers_hallucination_rules() -> None:
     assert decoded(0.9, -1.5, 1.2).hallucinated  # probably silence, decoded without confidence
     assert not decoded(0.9, -0.3, 1.2).hallucinated  # confident speech despite the no-speech token
     assert decoded(0.1, -0.3, 3.0).hallucinated  # a repetition loop
+
+
+def test_a_window_is_padded_with_pad_frames_of_silence_up_to_the_context() -> None:
+    assert encoded_frames(400, context=2000, pad=500) == 900  # a 4 s window: 9 s encoded
+    assert encoded_frames(401, context=2000, pad=500) == 900  # even: the encoder halves it
+    assert encoded_frames(1600, context=2000, pad=500) == 2000  # never past the context
+    assert encoded_frames(400, context=2000, pad=0) == 2000  # no pad: always the context
+    assert encoded_frames(0, context=2000, pad=500) == 500

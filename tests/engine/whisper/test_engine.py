@@ -41,7 +41,7 @@ from stt.engine.interface import (
 )
 from stt.engine.registry import EngineUnavailableError, build_engine
 from stt.engine.whisper.capacity import streams_within
-from stt.engine.whisper.decode import stream_words
+from stt.engine.whisper.decode import FRAMES_PER_SECOND, Decoder, stream_words
 from stt.engine.whisper.decode_queue import Job
 from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, probe
 from stt.engine.whisper.options import AUTO_SLOTS, WhisperOptions
@@ -517,13 +517,14 @@ def test_auto_slots_admit_what_the_measured_decoder_serves(
 
 def test_a_batch_decodes_each_window_as_a_decode_of_it_alone(engine: WhisperEngine) -> None:
     """Windows of different lengths and languages, hinted or detected, in one call: each gets
-    its own language and the words its lone decode gets."""
+    its own language and the words its lone decode gets (every window padded to the same
+    context, as a batch pads them to its longest)."""
     import soxr
 
     ids = ["en-01", "fr-05", "en-03"]
     audio = [soxr.resample(clip(i), 24_000, 16_000).astype(np.float32) for i in ids]
     asked = ["en", None, None]
-    decoder = engine._decoder
+    decoder = Decoder(engine._model, engine.info.languages, WhisperOptions.context_s, pad_s=0)
     alone = [decoder(a, lang) for a, lang in zip(audio, asked, strict=True)]
     together = decoder.batch(list(zip(audio, asked, strict=True)))
     assert [d.language for d in together] == [d.language for d in alone] == ["en", "fr", "en"]
@@ -553,3 +554,27 @@ def test_streams_waiting_together_are_decoded_in_one_call(
     for clip_id, clip_words in zip(ids, words, strict=True):
         assert_heard(clip_id, " ".join(w.text for w in clip_words))
     assert max(sizes) > 1, sizes
+
+
+def test_the_encoder_sees_the_window_and_pad_s_of_silence(
+    engine: WhisperEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 4 s window is encoded as 9 s (the default 5 s of padding), not the 20 s context,
+    and is still heard."""
+    import soxr
+
+    audio = soxr.resample(clip("en-02"), 24_000, 16_000).astype(np.float32)
+    decoder = engine._decoder
+    seen: list[int] = []
+    encode = decoder._model.encode
+
+    def recording(features: Any) -> Any:
+        seen.append(int(features.shape[-1]))
+        return encode(features)
+
+    monkeypatch.setattr(decoder._model, "encode", recording)
+    decoded = decoder(audio, "en")
+    assert_heard("en-02", " ".join(w.text for w in stream_words(decoded.words, 0.0, 30.0)))
+    frames = int(decoder._model.feature_extractor(audio).shape[-1])
+    padded = frames + WhisperOptions.pad_s * FRAMES_PER_SECOND
+    assert seen == [pytest.approx(padded, abs=2)] and seen[0] < WhisperOptions.context_s * FRAMES_PER_SECOND

@@ -28,10 +28,10 @@ Whisper is not a streaming model, so streaming is built around it:
 - A reset slot starts a new state with a new generation; results of the previous stream's
   decodes are never looked at, so no stream hears another's words.
 
-Decoding (`decode.Decoder`) runs over the utterance padded to `context_s` (20 s) rather than
-Whisper's 30 s, with word timestamps mapped to the stream's timeline. Each decode's search is
-chosen when it runs (`_search`): beam search (`beam_size` beams) on the decodes `beam`
-names, greedy on the others, and a temperature
+Decoding (`decode.Decoder`) runs over the utterance padded with `pad_s` (5 s) of silence, at
+most to `context_s` (20 s), rather than to Whisper's 30 s, with word timestamps mapped to
+the stream's timeline. Each decode's search is chosen when it runs (`_search`): beam search
+(`beam_size` beams) on the decodes `beam` names, greedy on the others, and a temperature
 fallback on the decodes `fallback` names when a try looks failed; a batch groups its
 requests by search, one model call each. A language hint is used when given; otherwise the
 language is detected once per utterance (restricted to the engine's languages).
@@ -185,7 +185,7 @@ class WhisperEngine(BaseEngine):
             languages=self._languages,
             pause_events=True,
         )
-        self._decoder = Decoder(model, self._languages, self._opts.context_s)
+        self._decoder = Decoder(model, self._languages, self._opts.context_s, self._opts.pad_s)
         self._vad_session = load_vad_session()
         self._meter = CostMeter()
         self._queue: DecodeQueue[DecodeRequest, Hypothesis] = DecodeQueue(

@@ -78,8 +78,13 @@ class WhisperOptions(Checked):
     silence_s: float = setting(0.5, "whisper engine: silence that ends an utterance and sends its last words")
     context_s: float = setting(
         20.0,
-        f"whisper engine: audio the encoder sees, the window padded with silence "
+        f"whisper engine: most audio the encoder sees, the window padded with silence "
         f"(Whisper's own: {NATIVE_CONTEXT_S:g})",
+    )
+    pad_s: float = setting(
+        5.0,
+        "whisper engine: silence after each window the encoder sees, up to `whisper_context_s` "
+        "at most (0: every window padded to `whisper_context_s`); a short window costs less",
     )
 
     beam: Decodes = setting(
@@ -109,6 +114,7 @@ class WhisperOptions(Checked):
         yield self.batch >= 1, "whisper_batch must be >= 1"
         yield self.beam_size >= 2, "whisper_beam_size must be >= 2 (--whisper-beam none decodes greedily)"
         yield self.silence_s > 0, "whisper_silence_s must be > 0"
+        yield self.pad_s == 0 or self.pad_s >= 1, "whisper_pad_s must be 0 or >= 1"
         yield (
             self.window_s + 2 <= self.context_s <= NATIVE_CONTEXT_S,
             f"whisper_context_s must be in whisper_window_s + 2 .. {NATIVE_CONTEXT_S:g}",
