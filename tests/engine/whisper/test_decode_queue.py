@@ -193,3 +193,18 @@ def test_a_failed_batch_fails_each_of_its_jobs_and_a_batch_needs_a_batch_decoder
         queue.close()
     with pytest.raises(ValueError, match="needs decode_batch"):
         DecodeQueue(str.upper, max_batch=2)
+
+
+def test_a_decode_that_may_give_a_first_word_goes_before_staler_partials(
+    queue: DecodeQueue[str, str], decoder: GatedDecoder
+) -> None:
+    """After the finals, a stream whose utterance has no word out yet goes first: its user
+    has seen nothing; a stream already streaming words waits its turn."""
+    block_worker(queue, decoder)
+    streaming = queue.submit(1, "streaming")
+    fresh = queue.submit(2, "fresh", first=True)
+    final = queue.submit(3, "final", final=True)
+    decoder.gate.set()
+    for job in (streaming, fresh, final):
+        job.future.result(5)
+    assert [request for request, _ in decoder.calls] == ["blocker", "final", "fresh", "streaming"]

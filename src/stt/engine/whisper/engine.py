@@ -86,6 +86,9 @@ _PREROLL_S = 0.3
 PROBE_TOKENS = 32
 """Text tokens of the warm-up's timed probe decode: about a 10 s window of speech (the
 moving average of real decodes corrects the estimate from the first streams on)."""
+_FIRST_WORD_S = 3.0
+"""An utterance's partial decodes go before staler ones until a word of it is out, for this
+much of its audio at most (speech that gives no words must not hold the others back)."""
 _OVERLAP_WORDS = 3
 """Sent words a window cut repeats at the start of the new window, for context."""
 _CUT_LEAD_S = 0.1
@@ -344,7 +347,10 @@ class WhisperEngine(BaseEngine):
 
     def _submit(self, index: int, slot: _Slot, utterance: _Utterance, *, final: bool) -> None:
         request = DecodeRequest(utterance.audio(), utterance.start / VAD_RATE, utterance.language, final)
-        slot.jobs.append((self._queue.submit(index, request, final=final), utterance))
+        first = (  # may give the utterance's first word: goes before staler partial decodes
+            not final and not utterance.agreement.sent and utterance.samples <= _FIRST_WORD_S * VAD_RATE
+        )
+        slot.jobs.append((self._queue.submit(index, request, final=final, first=first), utterance))
 
     def _end_utterance(self, index: int, slot: _Slot) -> None:
         """A pause or a flush: queue the final decode; later audio starts a new utterance."""
