@@ -77,3 +77,28 @@ def test_a_batch_counts_as_its_windows() -> None:
 )
 def test_streams_within_the_budget(budget_s: float, cost_s: float, limit: int, streams: int) -> None:
     assert streams_within(budget_s, cost_s, limit) == streams
+
+
+def test_the_streams_admitted_follow_the_measured_cost_of_a_slow_decoder() -> None:
+    """A decoder of 0.25 s admits 4 streams in a 1 s budget; once it takes 0.5 s (a busier
+    machine) the moving average brings the admission down to 2, and back up when it recovers."""
+    clock = Clock()
+    decoder = CostlyDecoder(clock, 0.25)
+    meter = CostMeter()
+    queue: DecodeQueue[str, str] = DecodeQueue(decoder, clock=clock, on_cost=meter.observe)
+
+    def admitted_after(decodes: int) -> int:
+        for i in range(decodes):
+            queue.submit(i % 3, f"r{i}").future.result(5)
+        assert meter.cost_s is not None
+        return streams_within(1.0, meter.cost_s, 16)
+
+    try:
+        assert admitted_after(1) == 4
+        decoder.cost_s = 0.5
+        assert admitted_after(1) == 3  # one slow decode moves the average, not all the way
+        assert admitted_after(30) == 2
+        decoder.cost_s = 0.24  # the average nears it from above: 1 / 0.2401 s admits 4
+        assert admitted_after(30) == 4
+    finally:
+        queue.close()
