@@ -62,9 +62,10 @@ class WhisperOptions(Checked):
         "replaces a stream's waiting request by the newer one)",
     )
     latency_budget_s: float = setting(
-        1.0,
+        1.2,
         "whisper engine: longest a speaking stream waits between two decodes of its audio; "
-        "`--slots auto` admits the streams whose decodes fit in it at the measured decoder cost",
+        "`--slots auto` admits the streams whose decodes fit in it at the measured decoder cost "
+        "(1.2 s: what held the latency targets in benchmarks/capacity.py on 2 cores)",
     )
     batch: int = setting(
         1,
