@@ -5,7 +5,7 @@ from stt.audio import split_frames
 from stt.constants import FRAME_SAMPLES
 from stt.engine.fake.engine import FakeEngine
 from stt.engine.fake.tones import encode_text
-from stt.engine.interface import FLUSHED, Engine, StepInput, StreamOptions, WordEvent
+from stt.engine.interface import FLUSHED, Engine, PauseEvent, StepInput, StreamOptions, WordEvent
 
 
 def batch(slots: list[int], frames: np.ndarray, reset: bool = False, flush: bool = False) -> StepInput:
@@ -115,3 +115,79 @@ def test_no_pauses_unless_asked() -> None:
         e for i, f in enumerate(frames) for e in engine.step(batch([0], f[None], reset=i == 0)).events[0]
     ]
     assert [type(e).__name__ for e in events] == ["WordEvent"]
+
+
+class _ReferenceSlot:
+    """The fake engine's rules for one slot, row by row, as plainly as they can be written."""
+
+    def __init__(self) -> None:
+        self.frame = 0
+        self.word = ""
+        self.start = 0
+        self.silent: int | None = None
+        self.pending: list[tuple[int, object]] = []
+
+    def end_word(self, delay: int) -> None:
+        if self.word:
+            word = WordEvent(self.word, self.start * 0.08, self.frame * 0.08)
+            self.pending.append((self.frame + 1 + delay, word))
+            self.word, self.silent = "", 0
+
+    def row(self, symbol: str | None, flush: bool, delay: int, pause_frames: int) -> list[object]:
+        if symbol is None:
+            self.end_word(delay)
+            if pause_frames > 0 and self.silent is not None:
+                self.silent += 1
+                if self.silent >= pause_frames:
+                    self.pending.append((self.frame + 1 + delay, PauseEvent((self.frame + 1) * 0.08, 1.0)))
+                    self.silent = None
+        else:
+            if not self.word:
+                self.start = self.frame
+            self.word += symbol
+            self.silent = None
+        self.frame += 1
+        if flush:
+            self.end_word(delay)
+        out = []
+        while self.pending and (flush or self.pending[0][0] <= self.frame):
+            out.append(self.pending.pop(0)[1])
+        return [*out, FLUSHED] if flush else out
+
+
+@pytest.mark.parametrize(("delay", "pause_frames", "seed"), [(0, 0, 1), (2, 1, 2), (6, 3, 3), (1, 2, 4)])
+def test_steps_follow_the_rules_row_by_row(delay: int, pause_frames: int, seed: int) -> None:
+    """Random batches (any subset of slots in any order, resets, flushes, long words, pauses)
+    give each slot exactly the events of the rules applied to its own frames, one by one."""
+    rng = np.random.default_rng(seed)
+    slots = 12
+    engine = FakeEngine(slots=slots, delay_frames=delay, pause_frames=pause_frames)
+    reference = [_ReferenceSlot() for _ in range(slots)]
+    letter = {c: encode_text(c, gap_frames=0) for c in "abcxyz09'"}
+    silence = np.zeros(FRAME_SAMPLES, np.float32)
+    started = [False] * slots
+    seen = 0
+    for _ in range(400):
+        rows = rng.permutation(slots)[: rng.integers(0, slots + 1)].tolist()
+        symbols = [None if rng.random() < 0.3 else str(rng.choice(list(letter))) for _ in rows]
+        if rng.random() < 0.05:
+            symbols = ["a"] * len(rows)  # every row a letter: words run long
+        resets = [not started[s] or bool(rng.random() < 0.03) for s in rows]
+        flushes = [bool(rng.random() < 0.05) for _ in rows]
+        frames = np.array([silence if c is None else letter[c] for c in symbols], np.float32)
+        out = engine.step(
+            StepInput(
+                np.array(rows, dtype=np.int64),
+                frames.reshape(len(rows), FRAME_SAMPLES),
+                np.array(resets, dtype=np.bool_),
+                np.array(flushes, dtype=np.bool_),
+                [StreamOptions(language=str(s)) if r else None for s, r in zip(rows, resets, strict=True)],
+            )
+        )
+        for row, slot in enumerate(rows):
+            if resets[row]:
+                started[slot], reference[slot] = True, _ReferenceSlot()
+            expected = reference[slot].row(symbols[row], flushes[row], delay, pause_frames)
+            assert out.events[row] == expected, f"slot {slot}"
+            seen += len(expected)
+    assert seen > 200

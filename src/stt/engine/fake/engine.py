@@ -89,15 +89,18 @@ class FakeEngine(BaseEngine):
         cost = self._step_cost_s + self._row_cost_s * len(batch)
         if cost > 0:
             time.sleep(cost)
-        symbols = decode_frames(batch.frames)
+        # Python lists, not numpy scalars, in the per-row loop: it holds the GIL, and each
+        # numpy scalar access costs more than the row's own bookkeeping.
+        symbols = decode_frames(batch.frames).tolist()
+        resets = batch.reset.tolist()
+        flushes = batch.flush.tolist()
         delay = self._info.delay_frames
         events: list[list[SlotEvent]] = []
-        for row in range(len(batch)):
-            slot = int(batch.slots[row])
-            if batch.reset[row]:
+        for row, slot in enumerate(batch.slots.tolist()):
+            if resets[row]:
                 self._slots[slot] = _Slot(options=batch.row_options(row))
             state = self._slots[slot]
-            symbol = int(symbols[row])
+            symbol = symbols[row]
             if symbol == SILENCE:
                 self._end_word(state, delay)
                 self._count_silence(state, delay)
@@ -107,7 +110,7 @@ class FakeEngine(BaseEngine):
                 state.word += ALPHABET[symbol]
                 state.silent_since_word = None
             state.frame += 1
-            flush = bool(batch.flush[row])
+            flush = flushes[row]
             if flush:
                 self._end_word(state, delay)
             out: list[SlotEvent] = []

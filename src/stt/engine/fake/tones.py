@@ -80,15 +80,18 @@ def decode_frames(frames: npt.NDArray[np.float32]) -> npt.NDArray[np.int64]:
     out = np.full(n, SILENCE, dtype=np.int64)
     if n == 0:
         return out
-    x = frames.astype(np.float64)
-    energy = np.einsum("ij,ij->i", x, x)
-    folded = x.reshape(n, _BIN_STEP, _FOLDED).sum(axis=1)
-    power = np.abs(np.fft.rfft(folded, axis=1)) ** 2  # the frame's bins 0, 8, 16, ... 960
+    # float32 throughout (the frames' own type): no float64 copy of the batch, and a
+    # float32 FFT; the bins' powers are then squared in float64. A symbol bin of a tone holds
+    # nearly all of its frame's energy, far from both thresholds, so rounding cannot flip it.
+    x = np.asarray(frames, dtype=np.float32)
+    energy = np.einsum("ij,ij->i", x, x).astype(np.float64)
+    spectrum = np.fft.rfft(x.reshape(n, _BIN_STEP, _FOLDED).sum(axis=1), axis=1)  # bins 0, 8, ... 960
+    power = spectrum.real.astype(np.float64) ** 2 + spectrum.imag.astype(np.float64) ** 2
     total = (FRAME_SAMPLES * energy + power[:, 0] + power[:, -1]) / 2
     symbols = power[:, _FIRST_FOLDED_BIN : _FIRST_FOLDED_BIN + len(ALPHABET)]
     best = symbols.argmax(axis=1)
     peak = symbols[np.arange(n), best]
-    rms = np.sqrt(energy / FRAME_SAMPLES)
-    ok = (rms >= _MIN_RMS) & (peak >= _MIN_POWER_FRACTION * np.maximum(total, 1e-30))
+    loud = energy >= _MIN_RMS**2 * FRAME_SAMPLES
+    ok = loud & (peak >= _MIN_POWER_FRACTION * np.maximum(total, 1e-30))
     out[ok] = best[ok]
     return out
