@@ -361,7 +361,10 @@ class Scheduler:
         return sum(not waiter.done() for waiter in self._slot_waiters)
 
     def _slot_freed(self) -> None:
-        """Wake as many slot waiters as there are free slots."""
+        """Wake as many slot waiters as there are free slots (called after every step: the
+        engine's capacity is only asked when someone waits)."""
+        if not self._slot_waiters:
+            return
         free = min(self._planner.total_slots, self.capacity.streams) - self._planner.used_slots
         while free > 0 and self._slot_waiters:
             waiter = self._slot_waiters.popleft()
