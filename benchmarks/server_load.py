@@ -15,7 +15,9 @@ Per level it reports:
   consumes frame `end + delay` of its stream (`end` = the word's end frame, `delay` = the
   engine delay), so the word can leave the engine at the earliest when the chunk holding
   that frame has been sent. Added latency = arrival of the Word at the client - send time of
-  that chunk - one engine step (the engine's own compute). What remains is the server path:
+  that chunk - the steps that frame needs (its place in the chunk + 1) at the engine's own
+  mean step time (`stt_engine_step_seconds`: timed on the engine thread, so the hand-off to
+  the engine thread and back counts as the server's). What remains is the server path:
   network in, frame assembly, waiting for the batch, routing, JSON, network out. Words
   emitted by the end-of-stream flush are not counted (they wait for no audio);
 - CPU per stream: the server process's CPU time (/proc) over the streaming window, per

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from stt.audio import split_frames
+from stt.constants import FRAME_SAMPLES
 from stt.engine.fake.tones import encode_text
-from stt.engine.interface import StreamOptions
+from stt.engine.interface import StepInput, StepOutput, StreamOptions
 from stt.planner import Frames
 from stt.scheduler import EngineFailedError, NoCapacityError, Scheduler, StreamHandle
 from tests.fakes import (
@@ -340,6 +341,54 @@ def test_batch_wait_gathers_frames_into_one_step(batch_wait_s: float, rows: list
         return [len(r.slots) for r in engine.records]
 
     assert asyncio.run(main()) == rows
+
+
+def test_a_step_is_timed_on_the_engine_thread_not_the_wait_for_it() -> None:
+    """The step time observers get (and /metrics exports) is the engine's own: a step that
+    queued behind other work on the engine thread is not charged for the wait (a fake clock
+    that only the blocking work and the step advance)."""
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+
+    class TimedEngine(RecordingEngine):
+        def step(self, batch: StepInput) -> StepOutput:
+            clock.now += 0.25
+            return super().step(batch)
+
+    async def main() -> list[tuple[float, int]]:
+        seen: list[tuple[float, int]] = []
+        scheduler = Scheduler(TimedEngine(slots=1, delay_frames=0), clock=clock)
+        scheduler.add_step_observer(lambda seconds, rows: seen.append((seconds, rows)))
+        await scheduler.start(warmup=False)
+        started, gate = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            started.set()
+            gate.wait(10)
+            clock.now += 5.0  # the engine thread is busy with something else meanwhile
+
+        blocker = asyncio.ensure_future(scheduler.run_on_engine_thread(hold))
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        listener = Listener()
+        handle = scheduler.open(listener)
+        assert handle is not None
+        handle.push(np.zeros((1, FRAME_SAMPLES), np.float32))
+        await asyncio.sleep(0)  # one turn: the woken scheduler task plans and hands the step over
+        assert not scheduler.idle, "the step is queued behind the engine thread's other work"
+        gate.set()
+        await blocker
+        await steps_until(scheduler, lambda: scheduler.stats.steps == 1)
+        handle.close()
+        await scheduler.stop()
+        return seen
+
+    assert asyncio.run(main()) == [(0.25, 1)]
 
 
 def test_step_observers_see_every_step() -> None:

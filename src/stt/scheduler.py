@@ -34,11 +34,12 @@ from stt.engine.interface import (
     Engine,
     EngineEvent,
     EngineInfo,
+    StepOutput,
     StreamOptions,
     WordEvent,
     capacity_of,
 )
-from stt.planner import Frames, QueuedFrames, StepPlanner, StreamListener
+from stt.planner import Frames, Plan, QueuedFrames, StepPlanner, StreamListener
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,10 @@ class SchedulerStats:
 
 
 StepObserver = Callable[[float, int], None]
-"""Called on the event loop after each step with (seconds, rows); rows is 0 for a step that
-only collected results landed between frames (see `StepOutput.wake`)."""
+"""Called on the event loop after each step with (seconds, rows): seconds is the engine's own
+time in `step`, measured on the engine thread (not the hand-off to it and back, which is the
+server's); rows is 0 for a step that only collected results landed between frames (see
+`StepOutput.wake`)."""
 
 
 class StreamPort(Protocol):
@@ -211,8 +214,12 @@ class Scheduler:
     """Streams hold a slot with `async with stream(...)`, feed frames through their handle,
     and get results through their listener. Start with `await start()`, stop with `await stop()`."""
 
-    def __init__(self, engine: Engine, *, batch_wait_s: float = 0.0) -> None:
+    def __init__(
+        self, engine: Engine, *, batch_wait_s: float = 0.0, clock: Callable[[], float] = time.perf_counter
+    ) -> None:
+        """`clock` times each step on the engine thread (tests pass a fake one)."""
         self.engine = engine
+        self._clock = clock
         self.info: EngineInfo = engine.info
         self.stats = SchedulerStats()
         self._planner = StepPlanner(self.info)
@@ -413,9 +420,8 @@ class Scheduler:
                     if self._batch_wait_s and self._planner.has_work():
                         await asyncio.sleep(self._batch_wait_s)
                     continue
-            started = time.perf_counter()
             try:
-                output = await loop.run_in_executor(self._executor, self.engine.step, plan.input)
+                output, elapsed = await loop.run_in_executor(self._executor, self._timed_step, plan)
             except Exception as exc:
                 self.stats.failed_steps += 1
                 log.exception("engine step failed; failing its %d stream(s)", len(plan))
@@ -423,7 +429,6 @@ class Scheduler:
                 self._slot_freed()
                 wake = None
                 continue
-            elapsed = time.perf_counter() - started
             stats = self.stats
             stats.steps += 1
             stats.rows += len(plan)
@@ -436,3 +441,9 @@ class Scheduler:
             self._slot_freed()
             for observer in self._observers:
                 observer(elapsed, len(plan))
+
+    def _timed_step(self, plan: Plan) -> tuple[StepOutput, float]:
+        """On the engine thread: the step and the engine's own time in it."""
+        started = self._clock()
+        output = self.engine.step(plan.input)
+        return output, self._clock() - started
