@@ -3,16 +3,30 @@
 A private registry keeps two apps in one process (tests, embedding) from colliding and
 exports only what this server means. Gauges that describe current state (slots, open
 streams, backlog) are computed at scrape time from callbacks, so they can never drift.
+
+The series updated per audio message or per word (audio seconds, backlog, words, word
+latency) are `LoopCounter` and `LoopHistogram`: plain float adds, read at scrape time, since
+prometheus_client takes a lock per update (thousands per second at 1000 streams) and every
+update here happens on the event loop. They render exactly as prometheus_client's own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import bisect
+import math
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
+from prometheus_client.utils import floatToGoString
+
+_le_label = cast(Callable[[float], str], floatToGoString)
+"""A bucket bound as prometheus_client writes it (`+Inf`, `0.05`, `1.0`)."""
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -49,15 +63,15 @@ class Metrics:
             "stt_batch_occupancy_ratio", "Rows of the last step divided by slots", registry=r
         )
         self.frames = Counter("stt_frames", "80 ms frames processed by the engine", registry=r)
-        self.audio_seconds = Counter("stt_audio_seconds", "Seconds of client audio received", registry=r)
-        self.words = Counter("stt_words", "Words sent to clients", registry=r)
+        self.audio_seconds = LoopCounter("stt_audio_seconds", "Seconds of client audio received", registry=r)
+        self.words = LoopCounter("stt_words", "Words sent to clients", registry=r)
         self.first_word_latency = Histogram(
             "stt_first_word_latency_seconds",
             "First word of a stream: sent minus arrival of the audio that ends it",
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.word_latency = Histogram(
+        self.word_latency = LoopHistogram(
             "stt_word_latency_seconds",
             "Any word: sent minus arrival of the audio that ends it",
             buckets=_LATENCY_BUCKETS,
@@ -69,7 +83,7 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
-        self.stream_backlog = Histogram(
+        self.stream_backlog = LoopHistogram(
             "stt_stream_backlog_seconds",
             "Per-stream audio waiting for the model, observed on each audio message",
             buckets=_BACKLOG_BUCKETS,
@@ -109,6 +123,68 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class LoopCounter(Collector):
+    """A counter updated on one thread only (the event loop): `inc` is a float add."""
+
+    def __init__(self, name: str, documentation: str, *, registry: CollectorRegistry) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._created = time.time()
+        self.value = 0.0
+        registry.register(self)
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("counters can only increase")
+        self.value += amount
+
+    def collect(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation, value=self.value, created=self._created)
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self._name, self._documentation)
+
+
+class LoopHistogram(Collector):
+    """A histogram updated on one thread only (the event loop): `observe` is a bisect and
+    two adds; the cumulative buckets are summed at scrape time."""
+
+    def __init__(
+        self, name: str, documentation: str, *, buckets: Sequence[float], registry: CollectorRegistry
+    ) -> None:
+        bounds = sorted(float(b) for b in buckets)
+        if bounds[-1] != math.inf:
+            bounds.append(math.inf)
+        self._name = name
+        self._documentation = documentation
+        self._created = time.time()
+        self._bounds = bounds
+        self._counts = [0] * len(bounds)
+        self.sum = 0.0
+        registry.register(self)
+
+    def observe(self, amount: float) -> None:
+        self._counts[bisect.bisect_left(self._bounds, amount)] += 1
+        self.sum += amount
+
+    @property
+    def count(self) -> int:
+        return sum(self._counts)
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self._name, self._documentation)
+        cumulative, buckets = 0, []
+        for bound, count in zip(self._bounds, self._counts, strict=True):
+            cumulative += count
+            buckets.append((_le_label(bound), float(cumulative)))
+        family.add_metric([], buckets, self.sum)
+        family.samples.append(Sample(f"{self._name}_created", {}, self._created))
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self._name, self._documentation)
 
 
 _ENGINE_SERIES = {"context_refreshes": "Kyutai: slot LM contexts restarted (long streams, at pauses)"}
