@@ -63,6 +63,9 @@ class FakeGenerator:
             language = self._tokenizer.tokenizer.id_to_token(prompt[1]).strip("<|>")
             made = self._script(language, temperature)
             ids = [*self._tokenizer.encode(made.text), self._tokenizer.eot]
+            if prompt[-1] != self._tokenizer.no_timestamps:  # a segment's timestamps around its text
+                begin = self._tokenizer.timestamp_begin
+                ids = [begin, *ids[:-1], begin + 50, self._tokenizer.eot]
             out.append(
                 SimpleNamespace(sequences_ids=[ids], scores=[made.logprob], no_speech_prob=made.no_speech)
             )
@@ -126,6 +129,13 @@ def test_beam_size_reaches_the_model_call_and_a_good_first_try_is_kept() -> None
     assert (decoded.temperature, decoded.tries) == (0.0, 1)
     decoder(SPEECH, "en")  # greedy by default
     assert model.calls[1]["beam_size"] == 1
+
+
+def test_timestamp_tokens_stay_out_of_the_text() -> None:
+    decoder, model = decoder_of(lambda language, t: Try(" Hello world."))
+    decoded = decoder(SPEECH, "en", Search(beam_size=5, timestamps=True))
+    assert texts(decoded) == "Hello world."
+    assert model.calls[0]["max_initial_timestamp_index"] == 50  # the first segment starts within 1 s
 
 
 def test_a_repetition_loop_is_retried_at_the_next_temperature_sampling_best_of() -> None:
@@ -230,7 +240,12 @@ def test_the_engine_beams_its_final_decodes_and_groups_a_batch_by_search() -> No
         ]
         assert sorted((c["windows"], c["beam_size"]) for c in model.calls) == [(1, 5), (2, 1)]
         assert all("sampling_temperature" not in c for c in model.calls)
-        assert engine.searches == {Search(1): 2, Search(5): 1}
+        assert engine.searches == {Search(1): 2, Search(5, timestamps=True): 1}
+        beamed = next(c for c in model.calls if c["beam_size"] == 5)
+        greedy = next(c for c in model.calls if c["beam_size"] == 1)
+        english = engine._decoder._tokenizers["en"]
+        assert beamed["prompts"] == [list(english.sot_sequence)]  # Whisper writes its timestamps
+        assert greedy["prompts"] == [[*english.sot_sequence, english.no_timestamps]] * 2
     finally:
         engine.close()
 

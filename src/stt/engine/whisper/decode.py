@@ -36,6 +36,8 @@ FRAMES_PER_SECOND = WHISPER_SAMPLE_RATE // 160
 """Mel frames per second of audio (a hop of 160 samples)."""
 _MAX_TOKENS = 224
 """Text tokens per decode at most: half of Whisper's text context, as `transcribe()` allows."""
+_MAX_INITIAL_TIMESTAMP = 50
+"""Latest first timestamp token (1 s, at 0.02 s a step), as `transcribe()` allows."""
 _NO_SPEECH = 0.6
 _LOW_LOGPROB = -1.0
 """Whisper's own rule: a decode that is probably not speech and has low confidence is a
@@ -69,6 +71,9 @@ class Search:
     """1: greedy; more: beam search with that many beams, at temperature 0."""
     temperatures: tuple[float, ...] = ()
     """Temperatures (> 0) a failed decode is retried at, in order; empty: no fallback."""
+    timestamps: bool = False
+    """Let Whisper write its segment timestamp tokens, as in its training and `transcribe()`
+    (dropped from the text; word times come from the alignment); False asks for text only."""
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -222,12 +227,13 @@ class Decoder:
             )
             results = self._model.model.generate(
                 _take(encoded, rows, len(tokenizers)),
-                [[*tokenizers[i].sot_sequence, tokenizers[i].no_timestamps] for i in rows],
+                [_prompt(tokenizers[i], search) for i in rows],
                 max_length=_MAX_TOKENS,
                 return_scores=True,
                 return_no_speech_prob=True,
                 suppress_blank=True,
                 suppress_tokens=self._suppressed,
+                **({"max_initial_timestamp_index": _MAX_INITIAL_TIMESTAMP} if search.timestamps else {}),
                 **sampling,
             )
             for i, result in zip(rows, results, strict=True):
@@ -310,6 +316,13 @@ class Decoder:
         if ids:
             self._model.find_alignment(tokenizer, [ids], encoded, frames)
         return len(ids)
+
+
+def _prompt(tokenizer: Any, search: Search) -> list[int]:
+    """The start of a decode: Whisper's start sequence for the language, then no-timestamps
+    unless the search lets Whisper write them."""
+    start = list(tokenizer.sot_sequence)
+    return start if search.timestamps else [*start, tokenizer.no_timestamps]
 
 
 def _take(encoded: Any, rows: list[int], windows: int) -> Any:
