@@ -266,3 +266,17 @@ def test_spare_beams_a_lone_partial_decode_and_fallback_is_counted() -> None:
         assert engine.fallbacks == 3
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(("beam", "measured"), [(Decodes.SPARE, 0), (Decodes.FINAL, 1), (Decodes.ALL, 1)])
+def test_a_decode_that_used_spare_time_is_not_a_capacity_measurement(beam: Decodes, measured: int) -> None:
+    """A lone partial decode beamed because the decoder was idle costs more than a partial
+    decode under load: the measured capacity does not follow it (it would admit fewer streams)."""
+    engine, model = engine_of(WhisperOptions(beam=beam), lambda language, t: Try(" Hi."))
+    try:
+        job = engine._queue.submit(0, DecodeRequest(SPEECH, 0.0, "en"))
+        assert [w.text for w in job.future.result(timeout=30).words] == ["Hi."]
+        assert model.calls[0]["beam_size"] == (1 if beam is Decodes.FINAL else 5)
+        assert engine.capacity().samples == measured
+    finally:
+        engine.close()

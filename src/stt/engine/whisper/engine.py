@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 import weakref
 from collections import deque
@@ -196,7 +197,7 @@ class WhisperEngine(BaseEngine):
             decode_batch=self.decode_batch,
             max_batch=self._opts.batch,
             name="whisper-decode",
-            on_cost=self._meter.observe,
+            on_cost=self._observe_cost,
         )
         self._generation = 0
         self.skipped = 0
@@ -205,6 +206,9 @@ class WhisperEngine(BaseEngine):
         """Windows decoded with each search (benchmarks, tests)."""
         self.fallbacks = 0
         """Windows whose first try failed and were retried at a higher temperature."""
+        self._spent_spare = threading.local()
+        """Per decode thread: whether its last decode call searched harder because the
+        decoder was idle (`Decodes.SPARE`), so its cost is not what a decode costs under load."""
         self._cuts = 0
         self._slots = [self._new_slot(None) for _ in range(slots)]
         # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
@@ -481,6 +485,9 @@ class WhisperEngine(BaseEngine):
         groups: dict[Search, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault(self._search(request, spare=spare), []).append(i)
+        self._spent_spare.value = spare and any(
+            self._search(r, spare=True) != self._search(r, spare=False) for r in requests
+        )
         out: list[Hypothesis | None] = [None] * len(requests)
         for search, rows in groups.items():
             decoded = self._decoder.batch([(requests[i].audio, requests[i].language) for i in rows], search)
@@ -489,6 +496,12 @@ class WhisperEngine(BaseEngine):
                 self.fallbacks += one.tries > 1
                 out[i] = _hypothesis(requests[i], one)
         return [h for h in out if h is not None]
+
+    def _observe_cost(self, seconds: float, windows: int) -> None:
+        """The decode queue's timing of a decode call (on the thread that ran it): the
+        capacity follows it, except when the call used the idle decoder's spare time."""
+        if not getattr(self._spent_spare, "value", False):
+            self._meter.observe(seconds, windows)
 
     def _search(self, request: DecodeRequest, *, spare: bool) -> Search:
         """The search of one decode: `spare` when no other decode waits for the decoder.
