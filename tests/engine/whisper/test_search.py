@@ -207,7 +207,7 @@ def test_in_a_batch_only_the_failed_windows_are_retried() -> None:
         (Decodes.FINAL, False, True, False),
         (Decodes.SPARE, False, True, True),
         (Decodes.SPARE, False, False, False),
-        (Decodes.SPARE, True, False, True),
+        (Decodes.SPARE, True, False, False),  # a final under load stays greedy
         (Decodes.ALL, False, False, True),
     ],
 )
@@ -272,7 +272,9 @@ def test_spare_beams_a_lone_partial_decode_and_fallback_is_counted() -> None:
 def test_a_decode_that_used_spare_time_is_not_a_capacity_measurement(beam: Decodes, measured: int) -> None:
     """A lone partial decode beamed because the decoder was idle costs more than a partial
     decode under load: the measured capacity does not follow it (it would admit fewer streams)."""
-    engine, model = engine_of(WhisperOptions(beam=beam), lambda language, t: Try(" Hi."))
+    engine, model = engine_of(
+        WhisperOptions(beam=beam, fallback=Decodes.NONE), lambda language, t: Try(" Hi.")
+    )
     try:
         job = engine._queue.submit(0, DecodeRequest(SPEECH, 0.0, "en"))
         assert [w.text for w in job.future.result(timeout=30).words] == ["Hi."]

@@ -33,7 +33,8 @@ class Decodes(enum.StrEnum):
     """The final decode of each utterance (after a pause, a flush or a cut): it runs once and
     its words are the ones that stay."""
     SPARE = "spare"
-    """The final decodes, and a partial decode when no other decode waits for the decoder."""
+    """Any decode that runs while no other decode waits for the decoder: a lone stream gets
+    them all, a busy decoder none (its streams' latency is what greedy decodes give)."""
     ALL = "all"
     """Every decode."""
 
@@ -43,7 +44,7 @@ class Decodes(enum.StrEnum):
         if self is Decodes.ALL:
             return True
         if self is Decodes.SPARE:
-            return final or spare
+            return spare
         return final and self is Decodes.FINAL
 
 
@@ -89,13 +90,13 @@ class WhisperOptions(Checked):
     )
 
     beam: Decodes = setting(
-        Decodes.NONE,
+        Decodes.SPARE,
         "whisper engine: decodes that use beam search (`none`, `final`: each utterance's last, "
-        "`spare`: also partial ones while no other decode waits, `all`); the others are greedy",
+        "`spare`: any while no other decode waits, `all`); the others are greedy",
     )
     beam_size: int = setting(5, "whisper engine: beams of a beam-search decode")
     fallback: Decodes = setting(
-        Decodes.NONE,
+        Decodes.SPARE,
         "whisper engine: decodes retried at a higher temperature when they look failed (a repetition "
         f"loop, or low confidence in speech), at {', '.join(f'{t:g}' for t in FALLBACK_TEMPERATURES)} "
         "in turn (`none`, `final`, `spare`, `all`, as for `--whisper-beam`)",
