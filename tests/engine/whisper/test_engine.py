@@ -373,6 +373,109 @@ def test_long_speech_cut_into_windows_doubles_loses_and_uncapitalises_nothing(en
         short.close()
 
 
+class ScriptedDecoder:
+    """A fake decoder that knows when each word of a joined stream is said (`script`) and
+    hears a window as Whisper does at its edges: a word mostly outside the window is not
+    heard, one partly outside is respelled, the last word's end stretches to the window's
+    end, and every window's times drift a little. Each decode waits at a gate the test opens,
+    so decodes come as late as the test says, without sleeps."""
+
+    def __init__(self, script: list[WordEvent]) -> None:
+        self.script = script
+        self.gate = threading.Semaphore(0)
+        self.open = False
+        self._lock = threading.Lock()
+        self.blocked = 0
+
+    def __call__(self, requests: list[DecodeRequest]) -> list[Hypothesis]:
+        with self._lock:
+            self.blocked += 1
+        if not self.open:
+            self.gate.acquire()
+        with self._lock:
+            self.blocked -= 1
+        return [self.hear(r.offset_s, r.offset_s + r.audio.size / 16_000) for r in requests]
+
+    def hear(self, a: float, b: float) -> Hypothesis:
+        drift = 0.12 * np.sin(a * 7.3)
+        words = []
+        for w in self.script:
+            inside = (min(w.end_s, b) - max(w.start_s, a)) / (w.end_s - w.start_s)
+            if inside < 0.6:
+                continue
+            text = w.text if inside == 1.0 else w.text.rstrip(".,") + "s"
+            start = min(max(a, w.start_s + drift), b)
+            words.append(WordEvent(text, start, min(b, max(start, w.end_s + drift))))
+        if words:
+            words[-1] = WordEvent(words[-1].text, words[-1].start_s, b)
+        return Hypothesis(words, "en")
+
+    def release(self, engine: WhisperEngine) -> None:
+        """Let one waiting decode run and wait until its result is in."""
+        with self._lock:
+            blocked = self.blocked
+        if blocked:
+            seen = engine._queue.decodes
+            self.gate.release()
+            engine._queue.wake_after(seen).result(timeout=30)
+
+    def open_up(self) -> None:
+        self.open = True
+        for _ in range(8):
+            self.gate.release()
+
+
+def scripted(clip_ids: tuple[str, ...], gaps: list[float]) -> tuple[npt.NDArray[np.float32], list[WordEvent]]:
+    """The clips joined with `gaps` (s) after each, and when each reference word is said
+    (spread over its clip's speech by length: the fake decoder's truth)."""
+    parts, script, at = [], [], 0.0
+    for clip_id, gap in zip(clip_ids, gaps, strict=True):
+        audio = trimmed(clip(clip_id))
+        words = manifest()[clip_id]["ref_text"].split()
+        span, total = audio.size / 24_000 - 0.2, sum(len(w) + 1 for w in words)
+        t = at + 0.1
+        for w in words:
+            d = span * (len(w) + 1) / total
+            script.append(WordEvent(w, t, t + d * 0.9))
+            t += d
+        parts += [audio, np.zeros(round(gap * 24_000), dtype=np.float32)]
+        at += (audio.size + round(gap * 24_000)) / 24_000
+    return np.concatenate(parts), script
+
+
+@pytest.mark.parametrize("late_frames", [1, 7, 30, 120])
+def test_window_cuts_send_every_word_once_however_late_the_decodes(
+    engine: WhisperEngine, late_frames: int
+) -> None:
+    """The cut logic alone, with a decoder that hears exactly what was said but for the
+    edges of its window (`ScriptedDecoder`), decodes let through one every `late_frames`
+    frames (120: later than a whole window). Under load the cuts once doubled and lost
+    words, because where a window was cut depended on how far the partial decodes had got:
+    every word must come out exactly once, in order, whatever the lateness, also across a
+    pause and a flush that come while a cut's decode is still running."""
+    short = WhisperEngine(engine._model, WhisperOptions(interval_s=1.0, window_s=4.0), slots=1)
+    audio, script = scripted(LONG_FORM, [0.1, 0.1, 1.0, 0.1, 0.1])
+    fake = ScriptedDecoder(script)
+    short.decode_batch = fake  # type: ignore[method-assign]
+    try:
+        frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        words: list[WordEvent] = []
+        for i, frame in enumerate(frames):
+            last = i == len(frames) - 1
+            if last:
+                fake.open_up()
+            events = step_events(short, frame, reset=i == 0, flush=last)
+            words += [e for e in events if isinstance(e, WordEvent)]
+            if i % late_frames == late_frames - 1:
+                fake.release(short)
+        assert short.cuts >= 4, "the speech must span several windows"
+        assert [w.text for w in words] == [w.text for w in script]
+        assert in_order(words, audio.size / 24_000), words
+    finally:
+        fake.open_up()
+        short.close()
+
+
 def test_a_stream_goes_on_after_a_finalize(engine: WhisperEngine) -> None:
     first, second = clip("en-01"), clip("en-04")
     heard: list[list[WordEvent]] = [[], []]

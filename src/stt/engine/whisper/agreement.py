@@ -121,17 +121,23 @@ def overlap_end(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> int | 
         return None
     sent_at, end = last.a + last.size, last.b + last.size
     while sent_at < len(tail) and end < len(words):
-        if abs(tail[sent_at].start_s - words[end].start_s) > _RESPELLED_S:
+        if not _respells(tail[sent_at], words[end]):
             break  # not a respelling of the sent word: a new word
         sent_at, end = sent_at + 1, end + 1
     return end
 
 
+def _respells(sent: WordEvent, word: WordEvent) -> bool:
+    """Whether `word` may be `sent` spelled anew: it starts at about the same place and does
+    not go on past it ("March" starting near a short sent "of" but ending far later is new)."""
+    return abs(word.start_s - sent.start_s) <= _RESPELLED_S and word.end_s <= sent.end_s + _RESPELLED_S
+
+
 def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
     """Index of the first word of `words` after the one that respells `last` (the word
-    starting closest to it, within `_RESPELLED_S`), or after every word that starts before
-    it when none does."""
-    near = [i for i, w in enumerate(words) if abs(w.start_s - last.start_s) <= _RESPELLED_S]
+    starting closest to it, within `_RESPELLED_S`, and not going on past it), or after every
+    word that starts before it when none does."""
+    near = [i for i, w in enumerate(words) if _respells(last, w)]
     if near:
         return min(near, key=lambda i: abs(words[i].start_s - last.start_s)) + 1
     return sum(w.start_s <= last.start_s for w in words)

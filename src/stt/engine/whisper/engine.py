@@ -91,12 +91,18 @@ _FIRST_WORD_S = 3.0
 """An utterance's partial decodes go before staler ones until a word of it is out, for this
 much of its audio at most (speech that gives no words must not hold the others back)."""
 _OVERLAP_WORDS = 3
-"""Sent words a window cut repeats at the start of the new window, for context."""
-_CUT_LEAD_S = 0.1
-"""A cut starts this far before the first repeated word (aligned starts can be late)."""
-_HARD_OVERLAP_S = 1.0
-"""Audio a hard cut (no sent word to restart from) decodes twice: the end of the old window,
-where a word may be clipped, is sent from the new one."""
+"""Sent words a window cut repeats at the start of the next window, for context."""
+_CUT_MARGIN_S = 1.0
+"""A window's cut decode sends only the words that end this long before the window does
+(and never its last word): a word at the edge may be clipped, and its end stretches."""
+_STRETCHED_S = 2.5
+"""A word aligned longer than this covers speech Whisper skipped: the cut sends nothing from
+it on, and the next window decodes that speech again."""
+_QUIET_SEARCH_S = (0.3, 0.05)
+"""A cut lands on the quietest 10 ms within this much before / after the aligned start of the
+word it restarts on (aligned starts are a little early or late; a clipped word misleads)."""
+_LEAST_PROGRESS_S = 1.0
+"""A cut moves the window on by at least this much, whatever the decode heard."""
 
 
 @dataclass(frozen=True)
@@ -135,9 +141,13 @@ class _Utterance:
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     pause_s: float | None = None
     """Stream time at which silence ended the utterance (None: a flush or a cut ended it)."""
-    successor: _Utterance | None = None
-    """The utterance that goes on where a hard cut ended this one, repeating its last
-    `_HARD_OVERLAP_S`: its words from there on are the successor's to send."""
+    cut: Job[DecodeRequest, Hypothesis] | None = None
+    """The window is full and this decode of its first `cut_samples` decides where the next
+    window starts (`WhisperEngine._cut`); meanwhile audio is kept, nothing else decoded."""
+    cut_samples: int = 0
+    ended: bool = False
+    """A pause or a flush ended the utterance while its cut decode ran: what follows the cut
+    gets its final decode once the cut is known."""
 
     def append(self, audio: npt.NDArray[np.float32]) -> None:
         self.chunks.append(audio)
@@ -286,12 +296,12 @@ class WhisperEngine(BaseEngine):
                 self._end_utterance(index, slot)
                 self._expedite_finals(slot)
                 slot.jobs.append(FLUSHED)
-            events.append(self._collect(slot))
+            events.append(self._collect(index, slot))
         late: dict[int, list[SlotEvent]] = {}
         stepped = set(batch.slots.tolist())
         outstanding = False
         for index, slot in enumerate(self._slots):
-            if slot.jobs and index not in stepped and (out := self._collect(slot)):
+            if slot.jobs and index not in stepped and (out := self._collect(index, slot)):
                 late[index] = out
             outstanding = outstanding or bool(slot.jobs)
         return StepOutput(events, late, self._queue.wake_after(finished) if outstanding else None)
@@ -339,6 +349,8 @@ class WhisperEngine(BaseEngine):
         if utterance.silence >= self._opts.silence_s * VAD_RATE:
             utterance.pause_s = slot.position / VAD_RATE
             self._end_utterance(index, slot)
+        elif utterance.cut is not None:
+            return  # the next window starts where the cut decode says
         elif utterance.samples >= self._opts.window_s * VAD_RATE:
             self._cut(index, slot, utterance)
         elif utterance.samples - utterance.submitted >= self._opts.interval_s * VAD_RATE:
@@ -349,12 +361,18 @@ class WhisperEngine(BaseEngine):
             utterance.decoded_heard = utterance.heard
             self._submit(index, slot, utterance, final=False)
 
-    def _submit(self, index: int, slot: _Slot, utterance: _Utterance, *, final: bool) -> None:
-        request = DecodeRequest(utterance.audio(), utterance.start / VAD_RATE, utterance.language, final)
+    def _submit(
+        self, index: int, slot: _Slot, utterance: _Utterance, *, final: bool, samples: int | None = None
+    ) -> Job[DecodeRequest, Hypothesis]:
+        """Queue a decode of the utterance (its first `samples`, else all of it)."""
+        audio = utterance.audio()[:samples]
+        request = DecodeRequest(audio, utterance.start / VAD_RATE, utterance.language, final)
         first = (  # may give the utterance's first word: goes before staler partial decodes
             not final and not utterance.agreement.sent and utterance.samples <= _FIRST_WORD_S * VAD_RATE
         )
-        slot.jobs.append((self._queue.submit(index, request, final=final, first=first), utterance))
+        job = self._queue.submit(index, request, final=final, first=first)
+        slot.jobs.append((job, utterance))
+        return job
 
     def _end_utterance(self, index: int, slot: _Slot) -> None:
         """A pause or a flush: queue the final decode; later audio starts a new utterance."""
@@ -362,9 +380,12 @@ class WhisperEngine(BaseEngine):
         if utterance is None:
             return
         slot.utterance = None
+        slot.preroll = _tail(utterance.audio(), _PREROLL_S)
+        if utterance.cut is not None:
+            utterance.ended = True  # its final follows the cut (`_after_cut`)
+            return
         self._cancel_partials(slot)  # the final decode supersedes them
         self._submit(index, slot, utterance, final=True)
-        slot.preroll = _tail(utterance.audio(), _PREROLL_S)
 
     def _expedite_finals(self, slot: _Slot) -> None:
         """A flush waits for the slot's final decodes: the queue's flush thread may run them."""
@@ -378,61 +399,75 @@ class WhisperEngine(BaseEngine):
                 self._queue.cancel(pending[0])
 
     def _cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
-        """Speech longer than the window: keep decoding from a few sent words back (those
-        before are final), or end the utterance here when nothing was agreed yet.
+        """Speech longer than the window: decode the full window once (a final decode, first
+        in line) and let its words decide where the next window starts (`_after_cut`).
 
-        The new window starts `_OVERLAP_WORDS` sent words back (fewer if the window would
-        be too long), a little before the first of them: Whisper hears the sentence go on,
-        with its punctuation and capitals, rather than start abruptly on a word that may be
-        clipped. The new agreement knows those words were sent and drops them by matching
-        their text (`agreement.after_sent`): word times at a window's edge are too loose to
-        decide (a window's last word can stretch to the end of its audio), which once sent
-        "the first time time" and lost a sentence after a cut.
+        What a cut sends and where the next window starts depend only on that decode of
+        that audio, never on how far the partial decodes had got: under load they come late,
+        agree on little, and a cut placed by them started windows on clipped words, where
+        Whisper garbles or skips speech (words doubled and lost over a 10-minute stream).
+        Until the decode lands, audio is kept and nothing else of the utterance is decoded.
         """
-        sent = utterance.agreement.sent
-        longest = (self._opts.window_s - self._opts.interval_s) * VAD_RATE
-        back = min(_OVERLAP_WORDS, len(sent))
-        cut = 0
-        while back:
-            first = sent[-back]
-            earliest = sent[-back - 1].start_s if back < len(sent) else first.start_s
-            at = max(first.start_s - _CUT_LEAD_S, earliest)
-            cut = round(at * VAD_RATE) - utterance.start
-            if cut > 0 and utterance.samples - cut <= longest:
-                break
-            back -= 1
-        if not back:
-            self._hard_cut(index, slot, utterance)
-            return
         self._cancel_partials(slot)
         self._cuts += 1
-        rest = _Utterance(utterance.start + cut, utterance.language, agreement=LocalAgreement(sent[-back:]))
+        utterance.cut_samples = min(utterance.samples, round(self._opts.window_s * VAD_RATE))
+        utterance.cut = self._submit(index, slot, utterance, final=True, samples=utterance.cut_samples)
+
+    def _after_cut(
+        self, index: int, slot: _Slot, utterance: _Utterance, words: list[WordEvent]
+    ) -> list[WordEvent]:
+        """The cut decode landed: send its words but those near the window's end, and go on in
+        a new utterance from a few sent words back (`_restart`). The new utterance knows those
+        words were sent and drops them by text (`agreement.after_sent`). Returns the words to send."""
+        end_s = (utterance.start + utterance.cut_samples) / VAD_RATE
+        sure = 0
+        for word in words[:-1]:
+            if word.end_s > end_s - _CUT_MARGIN_S or word.end_s - word.start_s > _STRETCHED_S:
+                break
+            sure += 1
+        sure = max(0, sure - 1)  # Whisper may spell a word clipped by the margin as two
+        new = utterance.agreement.finish(words[:sure])
+        cut, repeated = self._restart(utterance, words[sure:])
+        rest = _Utterance(utterance.start + cut, utterance.language, agreement=LocalAgreement(repeated))
         rest.append(utterance.audio()[cut:])
-        slot.utterance = rest
+        rest.heard = max(0, utterance.heard - cut)
+        rest.silence, rest.pause_s = utterance.silence, utterance.pause_s
+        if not utterance.ended:
+            slot.utterance = rest
+            return new
+        # ended meanwhile: what follows the cut is decoded now, before anything queued behind
+        later = list(slot.jobs)
+        slot.jobs.clear()
+        if rest.samples >= self._opts.window_s * VAD_RATE:
+            self._cut(index, slot, rest)
+            rest.ended = True
+        else:
+            self._submit(index, slot, rest, final=True)
+        if any(isinstance(p, FlushAck) for p in later):
+            self._expedite_finals(slot)
+        slot.jobs.extend(later)
+        return new
 
-    def _hard_cut(self, index: int, slot: _Slot, utterance: _Utterance) -> None:
-        """No sent word to go on from (the decoder fell behind, or nothing was agreed): the
-        window's final decode sends its words up to its last `_HARD_OVERLAP_S`, which a new
-        utterance decodes again with what follows, so a word the cut clipped is heard whole.
-        The new utterance takes the old one's last sent words as context once they are out
-        (`_final_words`), and drops them by text like after any cut."""
-        self._cuts += 1
-        overlap = min(round(_HARD_OVERLAP_S * VAD_RATE), utterance.samples)
-        rest = _Utterance(utterance.start + utterance.samples - overlap, utterance.language)
-        rest.append(utterance.audio()[-overlap:])
-        utterance.successor = rest
-        self._end_utterance(index, slot)
-        slot.utterance = rest
+    def _restart(self, utterance: _Utterance, unsent: list[WordEvent]) -> tuple[int, list[WordEvent]]:
+        """Where the window after a cut starts (samples into `utterance`) and the sent words
+        it repeats: `_OVERLAP_WORDS` sent words back (fewer if the first of them is not
+        `_LEAST_PROGRESS_S` into the window), so Whisper hears the sentence go on with its
+        punctuation and capitals; else at the first word not sent. Always at least
+        `_LEAST_PROGRESS_S` on, at the quietest point near the word's aligned start."""
+        sent = utterance.agreement.sent
+        audio = utterance.audio()
+        least = round(_LEAST_PROGRESS_S * VAD_RATE)
+        for back in range(min(_OVERLAP_WORDS, len(sent)), 0, -1):
+            at = round(sent[-back].start_s * VAD_RATE) - utterance.start
+            if at >= least:
+                return _quiet_point(audio, at, least), sent[-back:]
+        repeated = sent[-_OVERLAP_WORDS:]
+        if unsent:
+            at = round(unsent[0].start_s * VAD_RATE) - utterance.start
+            return _quiet_point(audio, max(at, least), least), repeated
+        return max(least, utterance.cut_samples - least), repeated
 
-    @staticmethod
-    def _final_words(utterance: _Utterance, words: list[WordEvent]) -> list[WordEvent]:
-        """The final hypothesis' words that are this utterance's to send: after a hard cut,
-        those that start before its successor."""
-        if utterance.successor is None:
-            return words
-        return [w for w in words if w.start_s * VAD_RATE < utterance.successor.start]
-
-    def _collect(self, slot: _Slot) -> list[SlotEvent]:
+    def _collect(self, index: int, slot: _Slot) -> list[SlotEvent]:
         """Words of finished decodes and the acknowledgements between them, in order, up to
         the first decode still running (never waited for).
 
@@ -447,7 +482,8 @@ class WhisperEngine(BaseEngine):
                 out.append(pending)
                 continue
             job, utterance = pending
-            if not job.future.done() and (job.final or utterance is slot.utterance):
+            live = utterance is slot.utterance and utterance.cut is None
+            if not job.future.done() and (job.final or live):
                 break
             # (a partial still running for an utterance that has ended or been cut would be
             # ignored anyway: the words behind it need not wait for it)
@@ -461,13 +497,13 @@ class WhisperEngine(BaseEngine):
             hypothesis = job.future.result()
             if utterance.language is None and hypothesis.language_sure:
                 utterance.language = hypothesis.language  # later decodes skip detection
-            if job.final:
-                out.extend(utterance.agreement.finish(self._final_words(utterance, hypothesis.words)))
-                if utterance.successor is not None:  # collected only after this: it knows in time
-                    utterance.successor.agreement.sent = list(utterance.agreement.sent)
+            if job is utterance.cut:
+                out.extend(self._after_cut(index, slot, utterance, hypothesis.words))
+            elif job.final:
+                out.extend(utterance.agreement.finish(hypothesis.words))
                 if utterance.pause_s is not None and utterance.agreement.sent:
                     out.append(PauseEvent(utterance.pause_s, 1.0))
-            elif utterance is slot.utterance and hypothesis.language_sure:
+            elif live and hypothesis.language_sure:
                 # an unsure language may be wrong (Whisper then translates): not a word of it
                 out.extend(utterance.agreement.update(hypothesis.words))
         return out
@@ -523,6 +559,19 @@ def _hypothesis(request: DecodeRequest, decoded: Decoded) -> Hypothesis:
         return Hypothesis([], decoded.language, decoded.language_sure)
     words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
     return Hypothesis(words, decoded.language, decoded.language_sure)
+
+
+def _quiet_point(audio: npt.NDArray[np.float32], at: int, least: int) -> int:
+    """The start of the quietest 10 ms of `audio` within `_QUIET_SEARCH_S` of sample `at`
+    (not before `least`): where a window can start without clipping a word."""
+    hop = VAD_RATE // 100
+    lo = max(least, at - round(_QUIET_SEARCH_S[0] * VAD_RATE))
+    hi = min(audio.size - hop, at + round(_QUIET_SEARCH_S[1] * VAD_RATE))
+    if hi <= lo:
+        return max(least, min(at, audio.size))
+    starts = np.arange(lo, hi + 1, hop)
+    energy = [float(np.square(audio[i : i + hop]).sum()) for i in starts]
+    return int(starts[int(np.argmin(energy))])
 
 
 def _tail(audio: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.float32]:
