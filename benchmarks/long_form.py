@@ -7,7 +7,8 @@ the silence that ends an utterance, so speech runs on across many cuts; now and 
 apart, a pause that ends the utterance. The known texts of the clips, joined the same way,
 are the reference. Checks, against that reference:
 
-- no word doubled: an inserted word equal to the word before or after it;
+- nothing doubled: no inserted run of words (one or more) that repeats the words just
+  before or after it ("time time", "the lazy dog the lazy dog");
 - nothing lost: no run of two or more reference words missing (single deletions are
   ordinary recognition errors and are counted in the WER);
 - word times never go backwards and stay within the audio;
@@ -127,6 +128,23 @@ def build_stream(
     return np.concatenate(parts), segments, pauses
 
 
+def repeats(hyp: Sequence[str], start: int, end: int) -> list[str]:
+    """The runs in the inserted words `hyp[start:end]` that repeat the words just before or
+    just after them (each shown in context): a word or phrase sent twice."""
+    found = []
+    j = start
+    while j < end:
+        for n in range(end - j, 0, -1):
+            run = list(hyp[j : j + n])
+            if run == list(hyp[j - n : j]) or run == list(hyp[j + n : j + 2 * n]):
+                found.append(" ".join(hyp[max(0, j - n - 2) : j + 2 * n + 2]))
+                j += n
+                break
+        else:
+            j += 1
+    return found
+
+
 def check(
     result: StreamResult, segments: Sequence[Segment], audio_s: float, pauses: int, wall_s: float
 ) -> Report:
@@ -141,10 +159,7 @@ def check(
         out = jiwer.process_words(" ".join(ref), " ".join(hyp))
         for chunk in out.alignments[0]:
             if chunk.type == "insert":
-                for j in range(chunk.hyp_start_idx, chunk.hyp_end_idx):
-                    neighbours = hyp[max(0, j - 1) : j] + hyp[j + 1 : j + 2]
-                    if hyp[j] in neighbours:
-                        doubled.append(" ".join(hyp[max(0, j - 3) : j + 4]))
+                doubled += repeats(hyp, chunk.hyp_start_idx, chunk.hyp_end_idx)
             elif chunk.type == "delete" and chunk.ref_end_idx - chunk.ref_start_idx >= 2:
                 lost.append(
                     " ".join(ref[chunk.ref_start_idx : chunk.ref_end_idx])
