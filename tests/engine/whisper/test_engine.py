@@ -476,6 +476,38 @@ def test_window_cuts_send_every_word_once_however_late_the_decodes(
         short.close()
 
 
+def test_a_failed_cut_decode_loses_that_window_only(
+    engine: WhisperEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The decode that cuts a window fails: its words are lost (logged), the stream goes on
+    with the next window and ends with its flush."""
+    short = WhisperEngine(engine._model, WhisperOptions(interval_s=1.0, window_s=4.0), slots=1)
+    audio, script = scripted(LONG_FORM[:3], [0.1, 0.1, 0.1])
+    fake = ScriptedDecoder(script)
+    fake.open_up()
+    failed: list[float] = []
+
+    def decode(requests: list[DecodeRequest]) -> list[Hypothesis]:
+        if not failed and requests[0].audio.size >= 4 * 16_000:
+            failed.append(requests[0].offset_s)
+            raise RuntimeError("decoder exploded")
+        return fake(requests)
+
+    short.decode_batch = decode  # type: ignore[method-assign]
+    try:
+        frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        words: list[WordEvent] = []
+        for i, frame in enumerate(frames):
+            events = step_events(short, frame, reset=i == 0, flush=i == len(frames) - 1)
+            words += [e for e in events if isinstance(e, WordEvent)]
+            await_decodes(short)
+        assert failed and "whisper decode failed" in caplog.text
+        assert short.cuts >= 3 and words[-1].text == script[-1].text  # it went on to the end
+        assert in_order(words, audio.size / 24_000), words
+    finally:
+        short.close()
+
+
 def test_a_stream_goes_on_after_a_finalize(engine: WhisperEngine) -> None:
     first, second = clip("en-01"), clip("en-04")
     heard: list[list[WordEvent]] = [[], []]

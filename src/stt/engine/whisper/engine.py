@@ -488,11 +488,14 @@ class WhisperEngine(BaseEngine):
             # (a partial still running for an utterance that has ended or been cut would be
             # ignored anyway: the words behind it need not wait for it)
             slot.jobs.popleft()
-            if not job.future.done() or job.future.cancelled():
+            if not job.future.done():
                 continue
-            if job.future.exception() is not None:
-                # one stream's failed decode must not fail every stream of the step
-                log.error("whisper decode failed; its words are lost", exc_info=job.future.exception())
+            if job.future.cancelled() or job.future.exception() is not None:
+                if not job.future.cancelled():
+                    # one stream's failed decode must not fail every stream of the step
+                    log.error("whisper decode failed; its words are lost", exc_info=job.future.exception())
+                if job is utterance.cut:  # the stream goes on after the window, without its words
+                    out.extend(self._after_cut(index, slot, utterance, []))
                 continue
             hypothesis = job.future.result()
             if utterance.language is None and hypothesis.language_sure:

@@ -75,7 +75,8 @@ class WhisperOptions(Checked):
     )
     window_s: float = setting(
         10.0,
-        "whisper engine: longest utterance decoded at once; longer speech is cut at its last agreed word",
+        "whisper engine: longest utterance decoded at once; longer speech is cut where a decode "
+        "of the full window says, and goes on a few words back",
     )
     silence_s: float = setting(0.5, "whisper engine: silence that ends an utterance and sends its last words")
     context_s: float = setting(
