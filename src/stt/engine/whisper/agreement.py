@@ -129,8 +129,11 @@ def overlap_end(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> int | 
 
 def _respells(sent: WordEvent, word: WordEvent) -> bool:
     """Whether `word` may be `sent` spelled anew: it starts at about the same place and does
-    not go on past it ("March" starting near a short sent "of" but ending far later is new)."""
-    return abs(word.start_s - sent.start_s) <= _RESPELLED_S and word.end_s <= sent.end_s + _RESPELLED_S
+    not go on past it ("March" starting near a short sent "of" but ending far later is new),
+    unless it is the sent digits and more (`_digits_beyond` sends the more)."""
+    if abs(word.start_s - sent.start_s) > _RESPELLED_S:
+        return False
+    return word.end_s <= sent.end_s + _RESPELLED_S or _digits_beyond(sent, word) is not None
 
 
 def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
