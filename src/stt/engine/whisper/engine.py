@@ -97,7 +97,9 @@ _CUT_MARGIN_S = 1.0
 (and never its last word): a word at the edge may be clipped, and its end stretches."""
 _STRETCHED_S = 2.5
 """A word aligned longer than this covers speech Whisper skipped: the cut sends nothing from
-it on, and the next window decodes that speech again."""
+it on, and the next window decodes that speech again. Digits written as one word
+("415552671") may take `_DIGIT_S` each."""
+_DIGIT_S = 0.5
 _QUIET_SEARCH_S = (0.3, 0.05)
 """A cut lands on the quietest 10 ms within this much before / after the aligned start of the
 word it restarts on (aligned starts are a little early or late; a clipped word misleads)."""
@@ -422,7 +424,7 @@ class WhisperEngine(BaseEngine):
         end_s = (utterance.start + utterance.cut_samples) / VAD_RATE
         sure = 0
         for word in words[:-1]:
-            if word.end_s > end_s - _CUT_MARGIN_S or word.end_s - word.start_s > _STRETCHED_S:
+            if word.end_s > end_s - _CUT_MARGIN_S or _stretched(word):
                 break
             sure += 1
         sure = max(0, sure - 1)  # Whisper may spell a word clipped by the margin as two
@@ -562,6 +564,12 @@ def _hypothesis(request: DecodeRequest, decoded: Decoded) -> Hypothesis:
         return Hypothesis([], decoded.language, decoded.language_sure)
     words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
     return Hypothesis(words, decoded.language, decoded.language_sure)
+
+
+def _stretched(word: WordEvent) -> bool:
+    """Whether the word is aligned over more audio than it can take (`_STRETCHED_S`)."""
+    digits = sum(c.isdigit() for c in word.text)
+    return word.end_s - word.start_s > max(_STRETCHED_S, digits * _DIGIT_S)
 
 
 def _quiet_point(audio: npt.NDArray[np.float32], at: int, least: int) -> int:
