@@ -10,6 +10,10 @@ Whisper is not a streaming model, so streaming is built around it:
   steps go on meanwhile.
 - Only words that two successive decodes agree on are sent (`LocalAgreement`); at a pause
   (VAD end of utterance) the final decode of the utterance sends the rest.
+- Speech longer than `window_s` is cut by one final-priority decode of the full window: it
+  sends its words but the last second's, and a new utterance goes on a few sent words back
+  (`_cut`, `_after_cut`), wherever the partial decodes had got, so late decodes change when
+  words come, never which.
 - A flush row queues the final decode of the utterance, expedited (the queue's flush thread
   may run it beside the worker), and an acknowledgement behind it in the slot's line; the
   step returns at once. When the decode lands, the next step (an
