@@ -181,6 +181,9 @@ class _Slot:
     utterance: _Utterance | None = None
     jobs: deque[tuple[Job[DecodeRequest, Hypothesis], _Utterance] | FlushAck] = field(default_factory=deque)
     """Decodes in stream order, and flush acknowledgements where they fall among them."""
+    sent_until_s: float = 0.0
+    """End of the last word sent: no later word starts before it, across utterances too (an
+    utterance's preroll repeats the end of the one before, whose last word may stretch)."""
 
 
 class WhisperEngine(BaseEngine):
@@ -515,7 +518,15 @@ class WhisperEngine(BaseEngine):
             elif live and hypothesis.language_sure:
                 # an unsure language may be wrong (Whisper then translates): not a word of it
                 out.extend(utterance.agreement.update(hypothesis.words))
-        return out
+        return [self._in_order(slot, event) for event in out]
+
+    @staticmethod
+    def _in_order(slot: _Slot, event: SlotEvent) -> SlotEvent:
+        if not isinstance(event, WordEvent):
+            return event
+        start = max(event.start_s, slot.sent_until_s)
+        slot.sent_until_s = max(event.end_s, start)
+        return event if start == event.start_s else WordEvent(event.text, start, slot.sent_until_s)
 
     # -- the decode: on the worker thread ---------------------------------------------------
 
