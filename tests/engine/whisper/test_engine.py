@@ -218,17 +218,6 @@ def await_decodes(engine: WhisperEngine, slot: int = 0) -> None:
             job.future.exception(timeout=30)
 
 
-def stream_through(engine: WhisperEngine, audio: npt.NDArray[np.float32]) -> list[WordEvent]:
-    """The whole of `audio` as one stream in slot 0, each step's decodes awaited, then flushed."""
-    frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    words: list[WordEvent] = []
-    for i, frame in enumerate(frames):
-        events = step_events(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
-        words += [e for e in events if isinstance(e, WordEvent)]
-        await_decodes(engine)
-    return words
-
-
 def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> None:
     speech = clip("en-03")
     frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
@@ -364,7 +353,7 @@ def test_long_speech_cut_into_windows_doubles_loses_and_uncapitalises_nothing(en
     try:
         gap = np.zeros(2400, dtype=np.float32)
         audio = np.concatenate([part for clip_id in LONG_FORM for part in (trimmed(clip(clip_id)), gap)])
-        words = stream_through(short, audio)
+        words = [e for e in stream_awaited(short, audio) if isinstance(e, WordEvent)]
         assert short.cuts >= 3, "the test is about window cuts: the speech must span several"
         text = " ".join(w.text for w in words)
         reference = " ".join(manifest()[clip_id]["ref_text"] for clip_id in LONG_FORM)
@@ -501,7 +490,7 @@ def test_a_failed_cut_decode_loses_that_window_only(
 
     short.decode_batch = decode  # type: ignore[method-assign]
     try:
-        words = stream_through(short, audio)
+        words = [e for e in stream_awaited(short, audio) if isinstance(e, WordEvent)]
         assert failed and "whisper decode failed" in caplog.text
         assert short.cuts >= 3 and words[-1].text == script[-1].text  # it went on to the end
         assert in_order(words, audio.size / 24_000), words
