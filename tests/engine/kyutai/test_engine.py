@@ -8,13 +8,14 @@ the delay, flush and silence prefix, and the pause head.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stt.constants import FRAME_SECONDS
-from stt.engine.interface import Engine, PauseEvent, WordEvent
+from stt.engine.interface import Engine, EngineInfo, PauseEvent, WordEvent
 from stt.engine.kyutai.words import KYUTAI_IDS
 from tests.engine.kyutai.helpers import (
     KYUTAI_LIBS,
@@ -223,12 +224,27 @@ def test_flush_is_acknowledged_in_the_flush_rows_step_with_the_lead_in_off_the_c
     assert "".join(w.text for w in listener.words) == engine._model.tokenizer.decode(pieces).replace(" ", "")
 
 
+def outlives_the_old_flush(
+    tokens: list[int], is_piece: Callable[[int], bool], end: int, info: EngineInfo
+) -> bool:
+    """Whether the word in progress at the end of the clip (step `end`, steps counted from 1)
+    is still being written past the old flush of delay + 1 frames, and closes, with nothing
+    after it, before the current flush is acknowledged (step `end + flush_frames`)."""
+    old_ack, ack = end + info.delay_frames + 1, end + info.flush_frames
+    run = [is_piece(tokens[step - 1]) for step in range(old_ack, ack + 1)]
+    length = run.index(False) if False in run else len(run)
+    return 2 <= length < len(run) and not any(run[length:])
+
+
 def test_a_long_last_word_is_not_cut_by_the_flush(tmp_path: Path) -> None:
-    """A clip whose last word the model is still writing 8 frames into the padding (a
-    talkative tiny model: boundary and padding less likely). Through the scheduler
+    """A clip whose last word the model is still writing past the old flush of delay + 1
+    frames (a talkative tiny model: boundary and padding less likely). Through the scheduler
     (`Scheduler.transcribe`: planner, lead-in, flush padding, acknowledgement) the client
     gets every word of this clip that Kyutai's loop writes given all the silence it wants,
-    in full: with the old flush of delay + 1 frames its last pieces came after the ack."""
+    in full: with the old flush its last pieces came after the ack.
+
+    Random weights give CPU-dependent tokens (float rounding differs by kernel), so the clip
+    is the first of a range of seeds whose tokens here have that shape."""
     import asyncio
 
     from stt.engine.kyutai.testing import write_checkpoint
@@ -236,28 +252,31 @@ def test_a_long_last_word_is_not_cut_by_the_flush(tmp_path: Path) -> None:
     from stt.scheduler import Scheduler
 
     checkpoint = write_checkpoint(tmp_path / "talkative", boundary_gain=1.5)
-    audio = clip(25, 24)
     engine = build(checkpoint, slots=1, kyutai_pause_threshold=0.0)
     info, model = engine.info, engine._model
-    lead, end = info.prefix_frames, info.prefix_frames + len(audio)  # steps counted from 1
-    silence = np.zeros((30, audio.shape[1]), dtype=np.float32)
-    tokens = reference_loop(checkpoint, np.concatenate([audio, silence]), lead_in=lead)[0]
     is_piece = model.ids.is_piece
-    old_ack = end + info.delay_frames + 1
-    assert is_piece(tokens[old_ack - 1]) and is_piece(tokens[old_ack]), "the last word runs past delay + 1"
+    lead = info.prefix_frames
+    for seed in range(20, 80):
+        audio = clip(seed, 24)
+        end = lead + len(audio)  # steps counted from 1
+        silence = np.zeros((30, audio.shape[1]), dtype=np.float32)
+        tokens = reference_loop(checkpoint, np.concatenate([audio, silence]), lead_in=lead)[0]
+        if outlives_the_old_flush(tokens, is_piece, end, info):
+            break
+    else:
+        pytest.fail("no clip of seeds 20-79 has a last word that outlives the old flush")
 
+    # Kyutai's loop given 30 frames of silence wrote the clip's last word before the ack step
+    # (end + flush_frames) and nothing after it by then: the client must get what it wrote by then.
     reference = SlotDecoder(model.tokenizer, model.ids, model.timing.delay_s, prefix_frames=lead)
-    written = [e for token in tokens for e in reference.push(token) if isinstance(e, WordEvent)]
+    ack = end + info.flush_frames
+    written = [e for token in tokens[:ack] for e in reference.push(token) if isinstance(e, WordEvent)]
     duration = len(audio) * FRAME_SECONDS
 
     def client_time(slot_s: float) -> float:  # the planner takes the lead-in and padding off
         return round(min(duration, max(0.0, slot_s - lead * FRAME_SECONDS)), 6)
 
-    expected = [
-        (w.text, client_time(w.start_s), client_time(w.end_s))
-        for w in written
-        if w.start_s - lead * FRAME_SECONDS < duration  # words about the clip, not about the silence
-    ]
+    expected = [(w.text, client_time(w.start_s), client_time(w.end_s)) for w in written]
     assert expected
 
     async def transcribe() -> list[WordEvent]:
