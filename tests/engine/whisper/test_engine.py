@@ -192,10 +192,17 @@ def until_acknowledged(engine: WhisperEngine, out: StepOutput, slot: int = 0) ->
 
 
 def step_events(
-    engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool
+    engine: WhisperEngine,
+    frame: npt.NDArray[np.float32],
+    *,
+    reset: bool,
+    flush: bool,
+    options: StreamOptions | None = None,
 ) -> list[SlotEvent]:
     """One frame in slot 0; a flush row's events run to its acknowledgement."""
-    batch = StepInput(np.array([0]), frame[None, :], np.array([reset]), np.array([flush]), [StreamOptions()])
+    batch = StepInput(
+        np.array([0]), frame[None, :], np.array([reset]), np.array([flush]), [options or StreamOptions()]
+    )
     out = engine.step(batch)
     events = list(out.events[0])
     if flush and FLUSHED not in events:
@@ -203,8 +210,16 @@ def step_events(
     return events
 
 
-def step_one(engine: WhisperEngine, frame: npt.NDArray[np.float32], *, reset: bool, flush: bool) -> list[str]:
-    return [e.text for e in step_events(engine, frame, reset=reset, flush=flush) if isinstance(e, WordEvent)]
+def step_one(
+    engine: WhisperEngine,
+    frame: npt.NDArray[np.float32],
+    *,
+    reset: bool,
+    flush: bool,
+    options: StreamOptions | None = None,
+) -> list[str]:
+    events = step_events(engine, frame, reset=reset, flush=flush, options=options)
+    return [e.text for e in events if isinstance(e, WordEvent)]
 
 
 def decodes_of(engine: WhisperEngine, slot: int = 0) -> list[Job[DecodeRequest, Hypothesis]]:
@@ -221,8 +236,9 @@ def await_decodes(engine: WhisperEngine, slot: int = 0) -> None:
 def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> None:
     speech = clip("en-03")
     frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    english = StreamOptions(language="en")  # hinted: even its first partial decodes hear words
     for i, frame in enumerate(frames[:40]):  # 3.2 s of speech: partial decodes are queued
-        step_one(engine, frame, reset=i == 0, flush=False)
+        step_one(engine, frame, reset=i == 0, flush=False, options=english)
     old_jobs = decodes_of(engine)
     assert old_jobs, "the old stream should have decodes in flight"
     silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
@@ -669,9 +685,9 @@ def test_streams_waiting_together_are_decoded_in_one_call(
     sizes: list[int] = []
     batch = batched._decoder.batch
 
-    def recording(items: Any, search: Any) -> Any:
+    def recording(items: Any, search: Any, **options: Any) -> Any:
         sizes.append(len(items))
-        return batch(items, search)
+        return batch(items, search, **options)
 
     monkeypatch.setattr(batched._decoder, "batch", recording)
     ids = ["en-02", "fr-03", "en-04"]

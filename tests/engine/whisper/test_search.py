@@ -53,6 +53,8 @@ class FakeGenerator:
         self._tokenizer = tokenizer
         self._script = script
         self.calls: list[dict[str, Any]] = []
+        self.detected: list[tuple[str, float]] = [("<|en|>", 0.99)]
+        """What `detect_language` finds in every window (Whisper's tokens and probabilities)."""
 
     def generate(self, features: Any, prompts: list[list[int]], **options: Any) -> list[Any]:
         assert np.asarray(features).shape[0] == len(prompts), "one encoded window per prompt"
@@ -72,7 +74,7 @@ class FakeGenerator:
         return out
 
     def detect_language(self, encoded: Any) -> list[list[tuple[str, float]]]:
-        return [[("<|en|>", 0.99)] for _ in range(np.asarray(encoded).shape[0])]
+        return [list(self.detected) for _ in range(np.asarray(encoded).shape[0])]
 
 
 class FakeWhisper:
@@ -280,5 +282,53 @@ def test_a_decode_that_used_spare_time_is_not_a_capacity_measurement(beam: Decod
         assert [w.text for w in job.future.result(timeout=30).words] == ["Hi."]
         assert model.calls[0]["beam_size"] == (1 if beam is Decodes.FINAL else 5)
         assert engine.capacity().samples == measured
+    finally:
+        engine.close()
+
+
+UNSURE = [("<|en|>", 0.5), ("<|fr|>", 0.3)]
+"""A detection under `SURE_LANGUAGE`: half a second of speech, Whisper unsure of its language."""
+
+
+def test_a_window_flagged_sure_only_stops_after_an_unsure_detection() -> None:
+    """Of three windows with no language, detected unsure, only the one not flagged is
+    generated (in a call of its own); the flagged ones come back without words or tries."""
+    decoder, model = decoder_of(lambda language, t: Try(" Hello."))
+    model.detected = UNSURE
+    decoded = decoder.batch([(SPEECH, None)] * 3, sure_only=[True, False, True])
+    assert [texts(d) for d in decoded] == ["", "Hello.", ""]
+    assert [(d.tries, d.language, d.language_sure) for d in decoded] == [
+        (0, "en", False),
+        (1, "en", False),
+        (0, "en", False),
+    ]
+    assert [c["windows"] for c in model.calls] == [1]
+    model.calls.clear()
+    model.detected = [("<|fr|>", 0.9)]  # sure: flagged or not, every window is generated
+    decoded = decoder.batch([(SPEECH, None), (SPEECH, "en")], sure_only=[True, True])
+    assert [(texts(d), d.language, d.tries) for d in decoded] == [("Hello.", "fr", 1), ("Hello.", "en", 1)]
+    assert [c["windows"] for c in model.calls] == [2]
+
+
+def test_an_unsure_partial_decode_is_not_generated_nor_measured_but_a_final_is() -> None:
+    """A partial decode whose language is unsure would have its words dropped: the engine
+    stops it after the detection (counted in `detect_only`) and its cost is not a capacity
+    measurement; a final decode keeps its words whatever the detection, so it is generated."""
+    engine, model = engine_of(
+        WhisperOptions(beam=Decodes.NONE, fallback=Decodes.NONE), lambda w, t: Try(" Hi.")
+    )
+    model.detected = UNSURE
+    try:
+        partial = engine._queue.submit(0, DecodeRequest(SPEECH, 0.0, None))
+        hypothesis = partial.future.result(timeout=30)
+        assert (hypothesis.words, hypothesis.language_sure) == ([], False)
+        assert (model.calls, engine.detect_only, engine.capacity().samples) == ([], 1, 0)
+        final = engine._queue.submit(0, DecodeRequest(SPEECH, 2.0, None, final=True))
+        assert [(w.text, w.start_s) for w in final.future.result(timeout=30).words] == [("Hi.", 2.0)]
+        assert ([c["windows"] for c in model.calls], engine.detect_only, engine.capacity().samples) == (
+            [1],
+            1,
+            1,
+        )
     finally:
         engine.close()

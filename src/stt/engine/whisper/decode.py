@@ -97,7 +97,7 @@ class Decoded:
     temperature: float = 0.0
     """Temperature of the try kept: above 0 when the first try failed."""
     tries: int = 1
-    """Model calls this window took: 1 plus its fallbacks."""
+    """Generations this window took: 1 plus its fallbacks (0: not generated, `sure_only`)."""
 
     @property
     def hallucinated(self) -> bool:
@@ -175,14 +175,22 @@ class Decoder:
         return self.batch([(audio, language)], search)[0]
 
     def batch(
-        self, items: Sequence[tuple[npt.NDArray[np.float32], str | None]], search: Search = GREEDY
+        self,
+        items: Sequence[tuple[npt.NDArray[np.float32], str | None]],
+        search: Search = GREEDY,
+        *,
+        sure_only: Sequence[bool] = (),
     ) -> list[Decoded]:
         """Decode several streams' windows in one call of each model stage: each window is
         padded to the context, encoded, the unknown languages detected, then all are generated
         together with `search` (each with its own language's prompt; the failed ones again at
         each fallback temperature) and aligned together per language. Results are in the
         order of `items`; each is what a decode of it alone would give at the batch's padding
-        (every window is padded as the longest is)."""
+        (every window is padded as the longest is).
+
+        An item flagged in `sure_only` whose language was neither given nor detected for sure
+        stops after the detection (no words, `tries` 0): a partial decode's words in an unsure
+        language are dropped by the engine, so generating them would only cost time."""
         from faster_whisper.audio import pad_or_trim
 
         features = [self._model.feature_extractor(audio) for audio, _ in items]
@@ -190,23 +198,29 @@ class Decoder:
         context = self.encoded_frames(max(frames))  # one length for the whole batch: the longest
         encoded = self._encode([pad_or_trim(f, context) for f in features])
         languages, sure = self._languages_of(encoded, [language for _, language in items])
-        tokenizers = [self._tokenizers[language] for language in languages]
-        tries = self._generate(encoded, tokenizers, search)
+        skip = [i < len(sure_only) and sure_only[i] and not sure[i] for i in range(len(items))]
+        rows = [i for i in range(len(items)) if not skip[i]]
+        out = [_undecoded(languages[i]) for i in range(len(items))]
+        if not rows:
+            return out
+        encoded = _take(encoded, rows, len(items))
+        tries = self._generate(encoded, [self._tokenizers[languages[i]] for i in rows], search)
         kept = [_keep(window) for window in tries]
-        words = self._align(encoded, languages, [k.tokens for k in kept], frames)
-        return [
-            Decoded(
-                words=words[i],
+        words = self._align(
+            encoded, [languages[i] for i in rows], [k.tokens for k in kept], [frames[i] for i in rows]
+        )
+        for j, (i, k) in enumerate(zip(rows, kept, strict=True)):
+            out[i] = Decoded(
+                words=words[j],
                 language=languages[i],
                 language_sure=sure[i],
                 no_speech_prob=k.no_speech_prob,
                 avg_logprob=k.avg_logprob,
                 compression_ratio=k.compression_ratio,
                 temperature=k.temperature,
-                tries=len(tries[i]),
+                tries=len(tries[j]),
             )
-            for i, k in enumerate(kept)
-        ]
+        return out
 
     def _generate(self, encoded: Any, tokenizers: list[Any], search: Search) -> list[list[_Try]]:
         """Every window generated at temperature 0 (greedy or beam search), then those whose
@@ -316,6 +330,19 @@ class Decoder:
         if ids:
             self._model.find_alignment(tokenizer, [ids], encoded, frames)
         return len(ids)
+
+
+def _undecoded(language: str) -> Decoded:
+    """A window not generated: its language was unsure and its words would be dropped."""
+    return Decoded(
+        words=[],
+        language=language,
+        language_sure=False,
+        no_speech_prob=0.0,
+        avg_logprob=0.0,
+        compression_ratio=0.0,
+        tries=0,
+    )
 
 
 def _prompt(tokenizer: Any, search: Search) -> list[int]:

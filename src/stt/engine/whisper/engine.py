@@ -38,7 +38,8 @@ the stream's timeline. Each decode's search is chosen when it runs (`_search`): 
 (`beam_size` beams) on the decodes `beam` names, greedy on the others, and a temperature
 fallback on the decodes `fallback` names when a try looks failed; a batch groups its
 requests by search, one model call each. A language hint is used when given; otherwise the
-language is detected once per utterance (restricted to the engine's languages).
+language is detected once per utterance (restricted to the engine's languages); a partial
+decode whose detection is unsure stops there, since its words would not be sent.
 """
 
 from __future__ import annotations
@@ -225,9 +226,13 @@ class WhisperEngine(BaseEngine):
         """Windows decoded with each search (benchmarks, tests)."""
         self.fallbacks = 0
         """Windows whose first try failed and were retried at a higher temperature."""
-        self._spent_spare = threading.local()
-        """Per decode thread: whether its last decode call searched harder because the
-        decoder was idle (`Decodes.SPARE`), so its cost is not what a decode costs under load."""
+        self.detect_only = 0
+        """Partial decodes that stopped after the language detection: it was unsure, so their
+        words would have been dropped."""
+        self._atypical = threading.local()
+        """Per decode thread: whether its last decode call cost what a decode under load does
+        not: it searched harder because the decoder was idle (`Decodes.SPARE`), or it stopped
+        after the language detection (`Decoder.batch`'s `sure_only`)."""
         self._cuts = 0
         self._slots = [self._new_slot(None) for _ in range(slots)]
         # soxr's resamplers must be gone before the interpreter unloads soxr (nanobind reports
@@ -541,22 +546,31 @@ class WhisperEngine(BaseEngine):
         groups: dict[Search, list[int]] = {}
         for i, request in enumerate(requests):
             groups.setdefault(self._search(request, spare=spare), []).append(i)
-        self._spent_spare.value = spare and any(
+        spent_spare = spare and any(
             self._search(r, spare=True) != self._search(r, spare=False) for r in requests
         )
         out: list[Hypothesis | None] = [None] * len(requests)
+        generated = 0
         for search, rows in groups.items():
-            decoded = self._decoder.batch([(requests[i].audio, requests[i].language) for i in rows], search)
-            self.searches[search] = self.searches.get(search, 0) + len(rows)
+            decoded = self._decoder.batch(
+                [(requests[i].audio, requests[i].language) for i in rows],
+                search,
+                sure_only=[not requests[i].final for i in rows],  # an unsure partial's words are dropped
+            )
             for i, one in zip(rows, decoded, strict=True):
                 self.fallbacks += one.tries > 1
+                generated += one.tries > 0
+                self.searches[search] = self.searches.get(search, 0) + (one.tries > 0)
                 out[i] = _hypothesis(requests[i], one)
+        self.detect_only += len(requests) - generated
+        self._atypical.value = spent_spare or not generated
         return [h for h in out if h is not None]
 
     def _observe_cost(self, seconds: float, windows: int) -> None:
         """The decode queue's timing of a decode call (on the thread that ran it): the
-        capacity follows it, except when the call used the idle decoder's spare time."""
-        if not getattr(self._spent_spare, "value", False):
+        capacity follows it, except for calls that cost what a decode under load does not
+        (`_atypical`)."""
+        if not getattr(self._atypical, "value", False):
             self._meter.observe(seconds, windows)
 
     def _search(self, request: DecodeRequest, *, spare: bool) -> Search:
