@@ -179,7 +179,7 @@ class Decoder:
         items: Sequence[tuple[npt.NDArray[np.float32], str | None]],
         search: Search = GREEDY,
         *,
-        sure_only: Sequence[bool] = (),
+        sure_only: Sequence[bool] | None = None,
     ) -> list[Decoded]:
         """Decode several streams' windows in one call of each model stage: each window is
         padded to the context, encoded, the unknown languages detected, then all are generated
@@ -188,9 +188,10 @@ class Decoder:
         order of `items`; each is what a decode of it alone would give at the batch's padding
         (every window is padded as the longest is).
 
-        An item flagged in `sure_only` whose language was neither given nor detected for sure
-        stops after the detection (no words, `tries` 0): a partial decode's words in an unsure
-        language are dropped by the engine, so generating them would only cost time."""
+        An item flagged in `sure_only` (one flag per item) whose language was neither given
+        nor detected for sure stops after the detection (no words, `tries` 0): a partial
+        decode's words in an unsure language are dropped by the engine, so generating them
+        would only cost time."""
         from faster_whisper.audio import pad_or_trim
 
         features = [self._model.feature_extractor(audio) for audio, _ in items]
@@ -198,8 +199,8 @@ class Decoder:
         context = self.encoded_frames(max(frames))  # one length for the whole batch: the longest
         encoded = self._encode([pad_or_trim(f, context) for f in features])
         languages, sure = self._languages_of(encoded, [language for _, language in items])
-        skip = [i < len(sure_only) and sure_only[i] and not sure[i] for i in range(len(items))]
-        rows = [i for i in range(len(items)) if not skip[i]]
+        flags = [False] * len(items) if sure_only is None else sure_only
+        rows = [i for i, (flag, known) in enumerate(zip(flags, sure, strict=True)) if known or not flag]
         out = [_undecoded(languages[i]) for i in range(len(items))]
         if not rows:
             return out
