@@ -234,21 +234,28 @@ def await_decodes(engine: WhisperEngine, slot: int = 0) -> None:
 
 
 def test_a_reset_slot_never_hears_the_previous_stream(engine: WhisperEngine) -> None:
-    speech = clip("en-03")
-    frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    english = StreamOptions(language="en")  # hinted: even its first partial decodes hear words
-    for i, frame in enumerate(frames[:40]):  # 3.2 s of speech: partial decodes are queued
-        step_one(engine, frame, reset=i == 0, flush=False, options=english)
-    old_jobs = decodes_of(engine)
-    assert old_jobs, "the old stream should have decodes in flight"
-    silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
-    heard = step_one(engine, silence, reset=True, flush=False)
-    ran = [job for job in old_jobs if not job.future.cancelled()]  # running when the slot was reset
-    assert ran and any(job.future.result(30).words for job in ran)  # ...and they did hear speech
-    for _ in range(5):
-        heard += step_one(engine, silence, reset=False, flush=False)
-    heard += step_one(engine, silence, reset=False, flush=True)
-    assert heard == []
+    """A new stream takes the slot while the old stream's decode is running (held at a gate,
+    so it is running on any CPU, however fast): what that decode heard is never sent."""
+    gated = GatedWhisper(engine._model, WhisperOptions(interval_s=2.0, latency_budget_s=2.0), slots=1)
+    try:
+        speech = clip("en-03")
+        frames = speech[: speech.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+        english = StreamOptions(language="en")  # hinted: no language detection to wait for
+        for i, frame in enumerate(frames[:40]):  # 3.2 s of speech: one decode, of its first 2 s
+            step_one(gated, frame, reset=i == 0, flush=False, options=english)
+        assert gated.decoding.wait(30), "the old stream's decode should have started"
+        (running,) = decodes_of(gated)
+        silence = np.zeros(FRAME_SAMPLES, dtype=np.float32)
+        heard = step_one(gated, silence, reset=True, flush=False)
+        gated.gate.set()
+        assert running.future.result(30).words  # the old stream's decode did hear speech
+        for _ in range(5):
+            heard += step_one(gated, silence, reset=False, flush=False)
+        heard += step_one(gated, silence, reset=False, flush=True)
+        assert heard == []
+    finally:
+        gated.gate.set()
+        gated.close()
 
 
 def test_two_concurrent_streams_in_two_languages_do_not_mix() -> None:
@@ -510,6 +517,34 @@ def test_a_failed_cut_decode_loses_that_window_only(
         assert failed and "whisper decode failed" in caplog.text
         assert short.cuts >= 3 and words[-1].text == script[-1].text  # it went on to the end
         assert in_order(words, audio.size / 24_000), words
+    finally:
+        short.close()
+
+
+@pytest.mark.parametrize("full_stop", [True, False])
+def test_an_utterance_after_a_full_stop_starts_with_a_capital(engine: WhisperEngine, full_stop: bool) -> None:
+    """Whisper may write the first word after a pause in lower case (it cannot hear that a
+    sentence starts: "March. please call"). After a pause that follows a full stop the word
+    gets its capital; after a word that ends no sentence it stays as Whisper wrote it."""
+    short = WhisperEngine(engine._model, WhisperOptions(interval_s=1.0, window_s=4.0), slots=1)
+    audio, script = scripted(("en-01", "en-04"), [1.0, 0.1])  # 1 s: a pause ends the first
+    first = len(manifest()["en-01"]["ref_text"].split())
+    if not full_stop:
+        last = script[first - 1]
+        script[first - 1] = WordEvent(last.text.rstrip("."), last.start_s, last.end_s)
+    opening = script[first]
+    script[first] = WordEvent(opening.text.lower(), opening.start_s, opening.end_s)
+    fake = ScriptedDecoder(script)
+    fake.open_up()
+    short.decode_batch = fake  # type: ignore[method-assign]
+    try:
+        events = stream_awaited(short, audio)
+        words = [e.text for e in events if isinstance(e, WordEvent)]
+        pauses = [i for i, e in enumerate(events) if isinstance(e, PauseEvent)]
+        assert pauses and pauses[0] == first, events  # two utterances: the pause after the first
+        assert words[: first - 1] == [w.text for w in script[: first - 1]]
+        assert words[first] == (opening.text if full_stop else opening.text.lower())
+        assert words[first + 1 :] == [w.text for w in script[first + 1 :]]
     finally:
         short.close()
 

@@ -148,10 +148,18 @@ def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
 
 def _capitalised(words: list[WordEvent], previous: WordEvent) -> list[WordEvent]:
     """A sentence starts with a capital, also when a window cut hid its start from Whisper."""
-    if words and _SENTENCE_END.search(previous.text) and words[0].text[:1].islower():
-        first = words[0]
-        words[0] = WordEvent(first.text[:1].upper() + first.text[1:], first.start_s, first.end_s)
+    if words:
+        words[0] = capitalised_after(previous.text, words[0])
     return words
+
+
+def capitalised_after(previous: str, word: WordEvent) -> WordEvent:
+    """`word` with a capital if the word before it (`previous`) ended a sentence: a window
+    that starts just after a full stop, or an utterance after a pause, hides the sentence
+    start from Whisper, which then writes it in lower case ("March. please call")."""
+    if _SENTENCE_END.search(previous) and word.text[:1].islower():
+        return WordEvent(word.text[:1].upper() + word.text[1:], word.start_s, word.end_s)
+    return word
 
 
 def _monotonic(words: list[WordEvent], floor_s: float) -> list[WordEvent]:

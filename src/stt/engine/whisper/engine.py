@@ -71,7 +71,7 @@ from stt.engine.interface import (
     StreamOptions,
     WordEvent,
 )
-from stt.engine.whisper.agreement import LocalAgreement
+from stt.engine.whisper.agreement import LocalAgreement, capitalised_after
 from stt.engine.whisper.capacity import CostMeter, streams_within
 from stt.engine.whisper.decode import Decoded, Decoder, Search, stream_words
 from stt.engine.whisper.decode_queue import DecodeQueue, Job
@@ -185,6 +185,8 @@ class _Slot:
     sent_until_s: float = 0.0
     """End of the last word sent: no later word starts before it, across utterances too (an
     utterance's preroll repeats the end of the one before, whose last word may stretch)."""
+    last_text: str = ""
+    """The last word sent, across utterances: a sentence it ended starts with a capital."""
 
 
 class WhisperEngine(BaseEngine):
@@ -527,8 +529,12 @@ class WhisperEngine(BaseEngine):
 
     @staticmethod
     def _in_order(slot: _Slot, event: SlotEvent) -> SlotEvent:
+        """A word as the stream goes on: never before the last one, with a capital where the
+        last one ended a sentence (also in an earlier utterance)."""
         if not isinstance(event, WordEvent):
             return event
+        event = capitalised_after(slot.last_text, event)
+        slot.last_text = event.text
         start = max(event.start_s, slot.sent_until_s)
         slot.sent_until_s = max(event.end_s, start)
         return event if start == event.start_s else WordEvent(event.text, start, slot.sent_until_s)
