@@ -40,10 +40,11 @@ from stt.engine.interface import (
     WordEvent,
 )
 from stt.engine.registry import EngineUnavailableError, build_engine
+from stt.engine.whisper.agreement import LocalAgreement
 from stt.engine.whisper.capacity import streams_within
 from stt.engine.whisper.decode import FRAMES_PER_SECOND, Decoder, stream_words
 from stt.engine.whisper.decode_queue import Job
-from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, probe
+from stt.engine.whisper.engine import DecodeRequest, Hypothesis, WhisperEngine, _Utterance, probe
 from stt.engine.whisper.options import AUTO_SLOTS, Decodes, WhisperOptions
 from stt.engine.whisper.weights import PACKAGED
 from stt.planner import StepPlanner
@@ -459,6 +460,33 @@ def scripted(clip_ids: tuple[str, ...], gaps: list[float]) -> tuple[npt.NDArray[
         parts += [audio, np.zeros(round(gap * 24_000), dtype=np.float32)]
         at += (audio.size + round(gap * 24_000)) / 24_000
     return np.concatenate(parts), script
+
+
+def restart_of(engine: WhisperEngine, sent: str) -> tuple[float, list[str]]:
+    """Where a cut restarts a 4 s window (s) whose sent words are `sent` ("text@start ..."),
+    and the sent words the new window repeats."""
+    words = [WordEvent(t, float(at), float(at) + 0.3) for t, at in (w.split("@") for w in sent.split())]
+    utterance = _Utterance(0, "en", agreement=LocalAgreement(words))
+    utterance.append(np.random.default_rng(0).normal(0, 0.1, 4 * 16_000).astype(np.float32))
+    utterance.cut_samples = utterance.samples
+    cut, repeated = engine._restart(utterance, [])
+    return cut / 16_000, [w.text for w in repeated]
+
+
+def test_a_cut_restarts_on_the_first_word_of_the_sentence(engine: WhisperEngine) -> None:
+    """Whisper hears a window that starts mid-sentence worse (it skipped the repeated words
+    and more on a 10-minute stream): the next window starts on the last sentence's first
+    word when one is in reach (at least 1 s into the window, at most 10 sent words back),
+    else 3 sent words back, at a quiet point just before that word."""
+    cut, repeated = restart_of(engine, "The@0.2 lazy@0.6 dog.@1.0 We@1.5 shipped@1.8 300@2.2 and@2.6")
+    assert repeated == ["We", "shipped", "300", "and"] and 1.2 <= cut <= 1.55
+    cut, repeated = restart_of(engine, "dog.@0.1 We@0.5 shipped@1.2 300@1.6 and@2.0")  # 0.5 s in
+    assert repeated == ["shipped", "300", "and"] and 0.9 <= cut <= 1.25
+    many = " ".join(f"w{i}@{1.2 + 0.2 * i:.1f}" for i in range(11))  # 11 words after the stop
+    cut, repeated = restart_of(engine, f"dog.@0.1 We@1.0 {many}")
+    assert repeated == ["w8", "w9", "w10"]
+    cut, repeated = restart_of(engine, "Ends@0.5 here.@1.0 Then@1.5 more@2.0 and.@2.4 Again@3.0")  # the last
+    assert repeated == ["Again"] and 2.7 <= cut <= 3.05
 
 
 @pytest.mark.parametrize("late_frames", [1, 7, 30, 120])

@@ -153,11 +153,16 @@ def _capitalised(words: list[WordEvent], previous: WordEvent) -> list[WordEvent]
     return words
 
 
+def ends_sentence(text: str) -> bool:
+    """Whether a word ends a sentence (a full stop, question or exclamation mark)."""
+    return bool(_SENTENCE_END.search(text))
+
+
 def capitalised_after(previous: str, word: WordEvent) -> WordEvent:
     """`word` with a capital if the word before it (`previous`) ended a sentence: a window
     that starts just after a full stop, or an utterance after a pause, hides the sentence
     start from Whisper, which then writes it in lower case ("March. please call")."""
-    if _SENTENCE_END.search(previous) and word.text[:1].islower():
+    if ends_sentence(previous) and word.text[:1].islower():
         return WordEvent(word.text[:1].upper() + word.text[1:], word.start_s, word.end_s)
     return word
 

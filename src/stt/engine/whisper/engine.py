@@ -71,7 +71,7 @@ from stt.engine.interface import (
     StreamOptions,
     WordEvent,
 )
-from stt.engine.whisper.agreement import LocalAgreement, capitalised_after
+from stt.engine.whisper.agreement import LocalAgreement, capitalised_after, ends_sentence
 from stt.engine.whisper.capacity import CostMeter, streams_within
 from stt.engine.whisper.decode import Decoded, Decoder, Search, stream_words
 from stt.engine.whisper.decode_queue import DecodeQueue, Job
@@ -96,7 +96,13 @@ _FIRST_WORD_S = 3.0
 """An utterance's partial decodes go before staler ones until a word of it is out, for this
 much of its audio at most (speech that gives no words must not hold the others back)."""
 _OVERLAP_WORDS = 3
-"""Sent words a window cut repeats at the start of the next window, for context."""
+"""Sent words a window cut repeats at the start of the next window, for context, when no
+sentence starts among the last `_SENTENCE_WORDS` sent words."""
+_SENTENCE_WORDS = 10
+"""Sent words a window cut goes back at most to restart on the first word of a sentence.
+Whisper hears a window that starts mid-sentence worse: on a 10-minute stream it skipped the
+repeated words and those after them ("and 20 packages last week. My" lost) or hallucinated,
+where the same audio from the sentence's start was heard right (README, "Long speech")."""
 _CUT_MARGIN_S = 1.0
 """A window's cut decode sends only the words that end this long before the window does
 (and never its last word): a word at the edge may be clipped, and its end stretches."""
@@ -466,13 +472,19 @@ class WhisperEngine(BaseEngine):
 
     def _restart(self, utterance: _Utterance, unsent: list[WordEvent]) -> tuple[int, list[WordEvent]]:
         """Where the window after a cut starts (samples into `utterance`) and the sent words
-        it repeats: `_OVERLAP_WORDS` sent words back (fewer if the first of them is not
-        `_LEAST_PROGRESS_S` into the window), so Whisper hears the sentence go on with its
-        punctuation and capitals; else at the first word not sent. Always at least
-        `_LEAST_PROGRESS_S` on, at the quietest point near the word's aligned start."""
+        it repeats: at the first word of the last sentence that starts among the last
+        `_SENTENCE_WORDS` sent words, else `_OVERLAP_WORDS` sent words back (fewer if the
+        first of them is not `_LEAST_PROGRESS_S` into the window), so Whisper hears the
+        sentence go on with its punctuation and capitals; else at the first word not sent.
+        Always at least `_LEAST_PROGRESS_S` on, at the quietest point near the word's
+        aligned start."""
         sent = utterance.agreement.sent
         audio = utterance.audio()
         least = round(_LEAST_PROGRESS_S * VAD_RATE)
+        for back in range(1, min(_SENTENCE_WORDS, len(sent) - 1) + 1):
+            at = round(sent[-back].start_s * VAD_RATE) - utterance.start
+            if at >= least and ends_sentence(sent[-back - 1].text):
+                return _quiet_point(audio, at, least), sent[-back:]
         for back in range(min(_OVERLAP_WORDS, len(sent)), 0, -1):
             at = round(sent[-back].start_s * VAD_RATE) - utterance.start
             if at >= least:
