@@ -82,6 +82,16 @@ def _spell(value: int | float, lang: str, *, ordinal: bool = False) -> str:
     return str(num2words(value, lang=lang, to="ordinal" if ordinal else "cardinal"))
 
 
+def number_readings(text: str) -> set[str]:
+    """The digits `text` writes as a number, in figures or in English or French words ("12th",
+    "twelfth" and "douze" all give {"12"}); empty when it writes none."""
+    readings = set()
+    for lang in LANGUAGES:
+        if digits := re.sub(r"\D", "", _alpha2digit(text, lang, threshold=0)):
+            readings.add(digits)
+    return readings
+
+
 def retime(words: Sequence[WordEvent], texts: Sequence[str]) -> list[WordEvent]:
     """`texts` (the rewritten tokens of `words`) with times: tokens left as they were keep
     their word's times; a rewritten group shares the span of the words it replaces in

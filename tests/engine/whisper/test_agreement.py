@@ -117,3 +117,42 @@ def test_digits_a_newer_hypothesis_adds_to_the_last_sent_number_are_sent() -> No
     assert texts(after_sent(hyp("ship"), hyp("shipped"))) == []  # a respelling adds no letters
     assert texts(after_sent(hyp("415"), hyp("4155"))) == []  # nor digits over the same audio
     assert texts(after_sent(hyp("a 12"), hyp("a 12"))) == []
+
+
+def test_a_sent_number_a_newer_hypothesis_writes_in_groups_is_not_sent_again() -> None:
+    """Regression (10-minute stream): "415552671," was sent, a later decode wrote the same
+    audio as "415" "555" "2671" (with the digit the first one missed) and the last two groups
+    went out again: "415552671, 555 2671"."""
+    sent = [*hyp("My phone number is", start=10.0, step=0.4), WordEvent("415552671,", 11.6, 14.0)]
+    again = [
+        *hyp("phone number is", start=10.4, step=0.4),
+        WordEvent("415", 11.6, 12.3),
+        WordEvent("555", 12.4, 13.0),
+        WordEvent("2671.", 13.1, 13.9),
+        *hyp("It was", start=14.5, step=0.3),
+    ]
+    assert texts(after_sent(sent, again)) == ["It", "was"]
+    assert texts(LocalAgreement(sent).finish(again)) == ["It", "was"]
+    # a short number is one only when equal: the groups that follow a sent "555" are new
+    short = [*hyp("number is", start=10.8, step=0.4), WordEvent("555", 11.6, 12.2)]
+    more = [*short, WordEvent("2671.", 12.3, 13.0)]
+    assert texts(after_sent(short, more)) == ["2671."]
+
+
+def test_a_sent_number_a_newer_hypothesis_spells_out_is_not_sent_again() -> None:
+    """Regression (10-minute stream): "Tuesday, 12th twelfth of March": a decode wrote the
+    sent "12th" as "the twelfth", further from its start than a respelling may be."""
+    sent = [*hyp("moved to Tuesday,", start=20.0, step=0.4), WordEvent("12th", 21.2, 22.0)]
+    spelled = [
+        *hyp("to Tuesday,", start=20.4, step=0.4),
+        WordEvent("the", 21.2, 21.5),
+        WordEvent("twelfth", 21.6, 21.95),
+        *hyp("of March.", start=22.0, step=0.3),
+    ]
+    assert texts(after_sent(sent, spelled)) == ["of", "March."]
+    without_the = [*spelled[:2], *spelled[3:]]
+    assert without_the[2].start_s - sent[-1].start_s > 0.35
+    assert texts(after_sent(sent, without_the)) == ["of", "March."]
+    # another number at the same place is another number
+    other = [*spelled[:2], WordEvent("thirteenth", 21.6, 21.95), *spelled[4:]]
+    assert texts(after_sent(sent, other)) == ["thirteenth", "of", "March."]

@@ -16,6 +16,7 @@ import re
 from collections.abc import Sequence
 
 from stt.engine.interface import WordEvent
+from stt.numerals import number_readings
 
 _NOT_WORD = re.compile(r"[^\w']+")
 _SENTENCE_END = re.compile(r"[.!?…][\"')\]»]*$")
@@ -27,6 +28,13 @@ hundred ms; the end of a window's last word can stretch by seconds, so starts ar
 _RESPELLED_S = 0.35
 """A hypothesis word that starts this close to a sent word it does not match is that word
 respelled ("times" for "time"); one further away is a new word."""
+_NUMBER_WORDS = 4
+"""Hypothesis words looked at for one sent number written anew ("415" "555" "2671")."""
+_LONG_NUMBER = 5
+"""Digits from which two readings of one number may differ by a digit or two: Whisper drops
+or doubles a digit of a long run from decode to decode; shorter numbers must be equal."""
+_SAME_NUMBER_RATIO = 0.8
+"""How alike two long digit runs are at least (difflib ratio) to be one number written anew."""
 
 
 def word_key(text: str) -> str:
@@ -121,10 +129,60 @@ def overlap_end(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> int | 
         return None
     sent_at, end = last.a + last.size, last.b + last.size
     while sent_at < len(tail) and end < len(words):
-        if not _respells(tail[sent_at], words[end]):
+        if not (taken := _respelling_length(tail[sent_at], words, end)):
             break  # not a respelling of the sent word: a new word
-        sent_at, end = sent_at + 1, end + 1
+        sent_at, end = sent_at + 1, end + taken
     return end
+
+
+def _respelling_length(sent: WordEvent, words: Sequence[WordEvent], at: int) -> int:
+    """How many words of `words` from `at` write `sent` anew: several when it is a number
+    written in other words (`_number_respelling`), one for a respelled word, 0 for none."""
+    return _number_respelling(sent, words, at) or int(_respells(sent, words[at]))
+
+
+def _number_respelling(sent: WordEvent, words: Sequence[WordEvent], at: int) -> int:
+    """How many words of `words` from `at` are the sent number written anew, or 0.
+
+    Whisper writes one spoken number differently from decode to decode: "12th" then "the
+    twelfth", "415552671" then "415" "555" "2671". Those words are the sent word again, not
+    new ones, when they start where it did (`_SAME_PLACE_S`), end within its audio, and read
+    as the same digits (`_same_number`). One word that is not a number may come first ("the"
+    of "the twelfth": the sent "12th" covered its audio)."""
+    readings = number_readings(sent.text)
+    if not readings:
+        return 0
+    leads = (at, at + 1) if not number_readings(words[at].text) else (at,)
+    for first in leads:
+        if first >= len(words) or abs(words[first].start_s - sent.start_s) > _SAME_PLACE_S:
+            continue
+        best, best_end, end = 0.0, first, first
+        while (
+            end < len(words)
+            and end - first < _NUMBER_WORDS
+            and words[end].end_s <= sent.end_s + _SAME_PLACE_S
+            and number_readings(words[end].text)
+        ):
+            end += 1
+            alike = _same_number(readings, number_readings(" ".join(w.text for w in words[first:end])))
+            if alike > best:
+                best, best_end = alike, end
+        if best >= _SAME_NUMBER_RATIO:
+            return best_end - at
+    return 0
+
+
+def _same_number(a: set[str], b: set[str]) -> float:
+    """How alike the closest readings of two numbers are: 1 when equal, the difflib ratio of
+    two long digit runs (`_LONG_NUMBER`), else 0."""
+    alike = 0.0
+    for x in a:
+        for y in b:
+            if x == y:
+                return 1.0
+            if min(len(x), len(y)) >= _LONG_NUMBER:
+                alike = max(alike, difflib.SequenceMatcher(None, x, y, autojunk=False).ratio())
+    return alike
 
 
 def _respells(sent: WordEvent, word: WordEvent) -> bool:
@@ -137,12 +195,13 @@ def _respells(sent: WordEvent, word: WordEvent) -> bool:
 
 
 def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
-    """Index of the first word of `words` after the one that respells `last` (the word
-    starting closest to it, within `_RESPELLED_S`, and not going on past it), or after every
-    word that starts before it when none does."""
-    near = [i for i, w in enumerate(words) if _respells(last, w)]
+    """Index of the first word of `words` after those that respell `last` (the respelling
+    starting closest to it: a word within `_RESPELLED_S` not going on past it, or the same
+    number in other words), or after every word that starts before it when none does."""
+    near = [i for i in range(len(words)) if _respelling_length(last, words, i)]
     if near:
-        return min(near, key=lambda i: abs(words[i].start_s - last.start_s)) + 1
+        i = min(near, key=lambda i: abs(words[i].start_s - last.start_s))
+        return i + _respelling_length(last, words, i)
     return sum(w.start_s <= last.start_s for w in words)
 
 
