@@ -356,9 +356,9 @@ class Scheduler:
         capacity = self.capacity
         if capacity.streams < self.total_slots:
             how = "measured decoder cost" if capacity.source == "measured" else capacity.source
+            streams = "1 stream" if capacity.streams == 1 else f"{capacity.streams} streams"
             return (
-                f"the engine takes {capacity.streams} streams within its latency budget "
-                f"({how}) and all are busy; retry later"
+                f"the engine takes {streams} within its latency budget ({how}) and all are busy; retry later"
             )
         return f"all {self.total_slots} slots are busy; retry later"
 

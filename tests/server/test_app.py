@@ -296,7 +296,7 @@ def test_past_the_measured_capacity_a_stream_is_refused_though_slots_are_free() 
         assert status["capacity"]["streams"] == 1
         with client.websocket_connect("/v1/stream") as refused:
             error = expect_error(refused, "over_capacity", 4503)
-            assert "takes 1 streams within its latency budget (measured decoder cost)" in error["message"]
+            assert "takes 1 stream within its latency budget (measured decoder cost)" in error["message"]
         engine.streams = 2
         assert client.get("/v1/status").json()["slots_free"] == 1
         with client.websocket_connect("/v1/stream") as b:
