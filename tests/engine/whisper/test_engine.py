@@ -549,6 +549,57 @@ def test_a_failed_cut_decode_loses_that_window_only(
         short.close()
 
 
+class RegroupingDecoder(ScriptedDecoder):
+    """Hears a phone number only once it is said whole: as one word missing a digit
+    ("415552671.") in the windows that end before `regroup_s`, as its three groups in the
+    later ones, as Whisper wrote it on a 10-minute stream."""
+
+    def __init__(
+        self, before: list[WordEvent], number: WordEvent, groups: list[WordEvent], regroup_s: float
+    ) -> None:
+        super().__init__(before)
+        at = next(i for i, w in enumerate(before) if w.start_s >= number.start_s)
+        self.said = (before, [*before[:at], number, *before[at:]], [*before[:at], *groups, *before[at:]])
+        self.number, self.regroup_s = number, regroup_s
+
+    def hear(self, a: float, b: float) -> Hypothesis:
+        before, joined, grouped = self.said
+        self.script = before if b < self.number.end_s else joined if b < self.regroup_s else grouped
+        return super().hear(a, b)
+
+
+def test_a_sent_number_written_anew_in_groups_is_sent_once(engine: WhisperEngine) -> None:
+    """Regression: "415552671," was sent from two partial decodes, the later decodes wrote
+    "415" "555" "2671" while it was still the last word sent, and the groups went out again.
+    The speech goes on after the number, so later partial decodes and the final one of the
+    same utterance all see it regrouped."""
+    short = WhisperEngine(engine._model, WhisperOptions(interval_s=0.5, window_s=12.0), slots=1)
+    audio, said = scripted(("en-07", "en-01"), [0.2, 0.6])  # 0.2 s: no pause, one utterance
+    spoken = [w.text for w in said].index("four")
+    digits = said[spoken : spoken + 10]  # "four one five, five five five, two six seven one."
+    groups = [
+        WordEvent(text, part[0].start_s, part[-1].end_s)
+        for text, part in (("415,", digits[:3]), ("555,", digits[3:6]), ("2671.", digits[6:]))
+    ]
+    number = WordEvent("415552671.", digits[0].start_s, digits[-1].end_s)
+    rest = [*said[:spoken], *said[spoken + 10 :]]
+    fake = RegroupingDecoder(rest, number, groups, regroup_s=number.end_s + 1.0)  # two partials agree first
+    fake.open_up()
+    short.decode_batch = fake  # type: ignore[method-assign]
+    try:
+        events = stream_awaited(short, audio)
+        words = [e.text for e in events if isinstance(e, WordEvent)]
+        last_word = max(i for i, e in enumerate(events) if isinstance(e, WordEvent))
+        assert not any(isinstance(e, PauseEvent) for e in events[:last_word]), "one utterance"
+        assert short.cuts == 0, "decoded whole each time"
+        assert " ".join(words) == " ".join(w.text for w in fake.said[1]), (
+            "the number is sent once, as first agreed"
+        )
+        assert fake.script is fake.said[2], "the later decodes wrote it in groups"
+    finally:
+        short.close()
+
+
 @pytest.mark.parametrize("full_stop", [True, False])
 def test_an_utterance_after_a_full_stop_starts_with_a_capital(engine: WhisperEngine, full_stop: bool) -> None:
     """Whisper may write the first word after a pause in lower case (it cannot hear that a
