@@ -51,6 +51,7 @@ class Numerals(enum.StrEnum):
 
 
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]»]*$")
+"""A full stop, question or exclamation mark, maybe inside closing quotes or brackets."""
 _EDGE = re.compile(r"^(?P<lead>[^\w]*)(?P<core>.*?)(?P<trail>[^\w%]*)$", re.DOTALL)
 _CONNECTORS = {"en": {"and", "point"}, "fr": {"et", "virgule"}}
 """Words that join two parts of one number ("one hundred and five", "trois virgule cinq")."""
@@ -80,6 +81,12 @@ def _spell(value: int | float, lang: str, *, ordinal: bool = False) -> str:
     from num2words import num2words
 
     return str(num2words(value, lang=lang, to="ordinal" if ordinal else "cardinal"))
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether a word ends a sentence: the next word starts one, with a capital (here for a
+    number spelled out, and in the Whisper engine's agreement and window cuts)."""
+    return bool(_SENTENCE_END.search(text))
 
 
 def number_readings(text: str) -> set[str]:
@@ -167,12 +174,12 @@ class NumeralsFilter:
                 out.extend(self._to_words(word))
             elif self._may_continue_number(word):
                 self._held.append(word)
-                if _SENTENCE_END.search(word.text) or word.text.rstrip()[-1:] in ",;:":
+                if ends_sentence(word.text) or word.text.rstrip()[-1:] in ",;:":
                     out.extend(self.flush())
             else:
                 out.extend(self.flush())
                 out.append(word)
-            self._sentence_start = bool(_SENTENCE_END.search(word.text))
+            self._sentence_start = ends_sentence(word.text)
             self._last_key = _key(word.text)
         return out
 

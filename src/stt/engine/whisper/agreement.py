@@ -16,10 +16,9 @@ import re
 from collections.abc import Sequence
 
 from stt.engine.interface import WordEvent
-from stt.numerals import number_readings
+from stt.numerals import ends_sentence, number_readings
 
 _NOT_WORD = re.compile(r"[^\w']+")
-_SENTENCE_END = re.compile(r"[.!?…][\"')\]»]*$")
 _OVERLAP_WORDS = 8
 """Sent words looked for at the start of a hypothesis: more than a window cut repeats."""
 _SAME_PLACE_S = 1.0
@@ -210,11 +209,6 @@ def _capitalised(words: list[WordEvent], previous: WordEvent) -> list[WordEvent]
     if words:
         words[0] = capitalised_after(previous.text, words[0])
     return words
-
-
-def ends_sentence(text: str) -> bool:
-    """Whether a word ends a sentence (a full stop, question or exclamation mark)."""
-    return bool(_SENTENCE_END.search(text))
 
 
 def capitalised_after(previous: str, word: WordEvent) -> WordEvent:

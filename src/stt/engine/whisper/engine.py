@@ -71,13 +71,14 @@ from stt.engine.interface import (
     StreamOptions,
     WordEvent,
 )
-from stt.engine.whisper.agreement import LocalAgreement, capitalised_after, ends_sentence
+from stt.engine.whisper.agreement import LocalAgreement, capitalised_after
 from stt.engine.whisper.capacity import CostMeter, streams_within
 from stt.engine.whisper.decode import Decoded, Decoder, Search, stream_words
 from stt.engine.whisper.decode_queue import DecodeQueue, Job
 from stt.engine.whisper.options import AUTO_SLOTS, FALLBACK_TEMPERATURES, WhisperOptions
 from stt.engine.whisper.vad import StreamingVad, load_vad_session
 from stt.engine.whisper.weights import DEFAULT_MODEL, PACKAGED, read_packaged
+from stt.numerals import ends_sentence
 
 log = logging.getLogger(__name__)
 
