@@ -197,10 +197,10 @@ def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
     """Index of the first word of `words` after those that respell `last` (the respelling
     starting closest to it: a word within `_RESPELLED_S` not going on past it, or the same
     number in other words), or after every word that starts before it when none does."""
-    near = [i for i in range(len(words)) if _respelling_length(last, words, i)]
+    near = {i: taken for i in range(len(words)) if (taken := _respelling_length(last, words, i))}
     if near:
         i = min(near, key=lambda i: abs(words[i].start_s - last.start_s))
-        return i + _respelling_length(last, words, i)
+        return i + near[i]
     return sum(w.start_s <= last.start_s for w in words)
 
 
