@@ -44,6 +44,7 @@ PUBLIC_NAMES = [
     "kyutai_cuda_graphs",
     "kyutai_compile",
     "cpu_threads",
+    "whisper_decode_threads",
     "whisper_interval_s",
     "whisper_window_s",
     "whisper_silence_s",

@@ -23,7 +23,7 @@ pytest.importorskip("faster_whisper")
 pytest.importorskip("ctranslate2")
 
 from stt.engine.whisper.decode import BEST_OF, Decoder, Search, stream_words
-from stt.engine.whisper.engine import DecodeRequest, WhisperEngine
+from stt.engine.whisper.engine import DecodeRequest, WhisperEngine, generator_threads
 from stt.engine.whisper.weights import PACKAGED
 
 LOOP = " the" * 40
@@ -332,3 +332,57 @@ def test_an_unsure_partial_decode_is_not_generated_nor_measured_but_a_final_is()
         )
     finally:
         engine.close()
+
+
+class EncoderOnly(FakeWhisper):
+    """The copy of the model the encoder runs on: generating or aligning on it is a mistake."""
+
+    def __init__(self, script: Script) -> None:
+        super().__init__(script)
+        self.model.detected = [("<|fr|>", 0.99)]  # what a detection on the wrong copy would say
+        self.encoded = 0
+
+    def encode(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        self.encoded += 1
+        return super().encode(features)
+
+    def find_alignment(
+        self, tokenizer: Any, tokens: list[list[int]], features: Any, frames: list[int]
+    ) -> list[list[dict[str, Any]]]:
+        raise AssertionError("aligned on the encoder's copy of the model")
+
+
+class GeneratorOnly(FakeWhisper):
+    """The copy that generates, detects and aligns: encoding on it is a mistake."""
+
+    def encode(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        raise AssertionError("encoded on the generator's copy of the model")
+
+
+def test_a_generator_model_generates_detects_and_aligns_while_the_model_encodes() -> None:
+    """`--whisper-decode-threads`: the encoder's copy only encodes; the language is the one
+    the generator's copy detects (English, where the encoder's would say French)."""
+    encoder = EncoderOnly(lambda language, t: Try(" wrong copy."))
+    generator = GeneratorOnly(lambda language, t: Try(" Hello world."))
+    decoder = Decoder(encoder, ("en", "fr"), 20.0, generator=generator)
+    decoded = decoder(SPEECH, None, Search(beam_size=5))
+    assert texts(decoded) == "Hello world."
+    assert (decoded.language, decoded.language_sure) == ("en", True)
+    assert encoder.encoded == 1
+    assert encoder.model.calls == []
+    assert [c["beam_size"] for c in generator.model.calls] == [5]
+    decoder.probe(4)  # the capacity probe measures the same split
+    assert encoder.encoded == 2
+    assert len(generator.model.calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("cpu_threads", "decode_threads", "copy"),
+    [(2, 1, 1), (0, 1, 1), (2, 0, 0), (2, 2, 0), (1, 1, 0), (1, 2, 2)],
+)
+def test_the_generator_gets_its_own_copy_only_with_other_threads(
+    cpu_threads: int, decode_threads: int, copy: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # cpu_threads 0: one per core
+    options = WhisperOptions(cpu_threads=cpu_threads, decode_threads=decode_threads)
+    assert generator_threads(options) == copy
