@@ -45,6 +45,7 @@ PUBLIC_NAMES = [
     "kyutai_compile",
     "cpu_threads",
     "whisper_decode_threads",
+    "whisper_decode_workers",
     "whisper_interval_s",
     "whisper_window_s",
     "whisper_silence_s",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections import defaultdict
 from collections.abc import Iterator
 
 import pytest
 
-from stt.engine.whisper.decode_queue import DecodeQueue
+from stt.engine.whisper.decode_queue import DecodeQueue, Shares
 
 
 class GatedDecoder:
@@ -208,3 +209,134 @@ def test_a_decode_that_may_give_a_first_word_goes_before_staler_partials(
     for job in (streaming, fresh, final):
         job.future.result(5)
     assert [request for request, _ in decoder.calls] == ["blocker", "final", "fresh", "streaming"]
+
+
+class PerRequestGates:
+    """Each request blocks on a gate of its own, so a test lets decodes finish one by one."""
+
+    def __init__(self) -> None:
+        self.gates: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+        self.started: defaultdict[str, threading.Event] = defaultdict(threading.Event)
+
+    def __call__(self, request: str) -> str:
+        self.started[request].set()
+        assert self.gates[request].wait(10)
+        return request.upper()
+
+
+def test_two_workers_decode_two_streams_at_once_but_one_streams_partials_in_turn() -> None:
+    decoder = PerRequestGates()
+    queue: DecodeQueue[str, str] = DecodeQueue(decoder, name="worker", workers=2)
+    try:
+        a = queue.submit(1, "a")
+        b = queue.submit(2, "b")
+        assert decoder.started["a"].wait(5) and decoder.started["b"].wait(5)  # both at once
+        decoder.gates["b"].set()
+        assert b.future.result(5) == "B"
+        a2 = queue.submit(1, "a2")  # stalest in line, but stream 1 is still being decoded
+        c = queue.submit(3, "c")
+        assert decoder.started["c"].wait(5)  # the free worker passed a2 over for c
+        assert not decoder.started["a2"].is_set()
+        decoder.gates["a"].set()
+        decoder.gates["a2"].set()
+        assert a.future.result(5) == "A" and a2.future.result(5) == "A2"
+        decoder.gates["c"].set()
+        assert c.future.result(5) == "C"
+    finally:
+        for gate in decoder.gates.values():
+            gate.set()
+        queue.close()
+
+
+class Manual:
+    """A clock the test sets."""
+
+    now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_overlapping_decodes_are_charged_their_share_of_the_time() -> None:
+    """a runs 0-2 s and b 1-4 s: from 1 to 2 s they share the machine, so a costs 1 + 0.5 s
+    and b 0.5 + 2 s, 4 s in all for 4 s of a busy decoder."""
+    decoder = PerRequestGates()
+    clock = Manual()
+    costs: list[tuple[float, int]] = []
+    queue: DecodeQueue[str, str] = DecodeQueue(
+        decoder, name="worker", workers=2, clock=clock, on_cost=lambda s, n: costs.append((s, n))
+    )
+    try:
+        a = queue.submit(1, "a")
+        assert decoder.started["a"].wait(5)
+        clock.now = 1.0
+        b = queue.submit(2, "b")
+        assert decoder.started["b"].wait(5)
+        clock.now = 2.0
+        decoder.gates["a"].set()
+        assert a.future.result(5) == "A"
+        clock.now = 4.0
+        decoder.gates["b"].set()
+        assert b.future.result(5) == "B"
+        assert costs == [(1.5, 1), (2.5, 1)]
+    finally:
+        for gate in decoder.gates.values():
+            gate.set()
+        queue.close()
+
+
+def test_shares_divide_each_moment_among_the_calls_running_then() -> None:
+    shares = Shares()
+    shares.start(1, 0.0)
+    shares.start(2, 1.0)
+    shares.start(3, 2.0)
+    assert shares.finish(1, 3.0) == pytest.approx(1 + 1 / 2 + 1 / 3)
+    assert shares.finish(2, 5.0) == pytest.approx(1 / 2 + 1 / 3 + 2 / 2)
+    assert shares.finish(3, 6.0) == pytest.approx(1 / 3 + 2 / 2 + 1)
+    with pytest.raises(ValueError, match="at least one worker"):
+        DecodeQueue(str.upper, workers=0)
+
+
+class Overlaps(PerRequestGates):
+    """Also records, as each decode starts, the decodes running beside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self.running: set[str] = set()
+        self.beside: dict[str, set[str]] = {}
+
+    def __call__(self, request: str) -> str:
+        with self._lock:
+            self.beside[request] = set(self.running)
+            self.running.add(request)
+        try:
+            return super().__call__(request)
+        finally:
+            with self._lock:
+                self.running.discard(request)
+
+
+def test_with_two_workers_a_flushed_final_holds_back_a_third_decode() -> None:
+    decoder = Overlaps()
+    queue: DecodeQueue[str, str] = DecodeQueue(decoder, name="worker", workers=2)
+    try:
+        a, b = queue.submit(1, "a"), queue.submit(2, "b")
+        assert decoder.started["a"].wait(5) and decoder.started["b"].wait(5)
+        flushed = queue.submit(3, "flushed", final=True)
+        queue.expedite(flushed)
+        assert decoder.started["flushed"].wait(5)  # the flush thread runs it beside both
+        c = queue.submit(4, "c")
+        decoder.gates["b"].set()
+        assert b.future.result(5) == "B"
+        decoder.gates["flushed"].set()
+        assert flushed.future.result(5) == "FLUSHED"
+        assert decoder.started["c"].wait(5)
+        assert decoder.beside["c"] == {"a"}, "c waited for the flushed final, not just for b"
+        decoder.gates["a"].set()
+        decoder.gates["c"].set()
+        assert a.future.result(5) == "A" and c.future.result(5) == "C"
+    finally:
+        for gate in decoder.gates.values():
+            gate.set()
+        queue.close()

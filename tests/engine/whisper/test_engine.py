@@ -289,11 +289,12 @@ def test_tiny_en_is_offered_for_english() -> None:
 
 def test_the_default_engine_generates_on_a_one_thread_copy_of_the_model(engine: WhisperEngine) -> None:
     """`--whisper-decode-threads 1` (the default): every decode of this module's engine encodes
-    on the model and generates and aligns on a copy with room for two decodes at once (the
-    worker's and an expedited final's)."""
+    on the model and generates and aligns on a copy with room for three decodes at once (the
+    two workers' and an expedited final's)."""
     generator = engine._decoder._generator
     assert generator is not engine._model
-    assert (generator.model.num_workers, engine._model.model.num_workers) == (2, 1)
+    assert (generator.model.num_workers, engine._model.model.num_workers) == (3, 1)
+    assert WhisperOptions().decode_workers == 2
 
 
 def test_probe_says_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:

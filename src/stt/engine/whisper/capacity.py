@@ -1,12 +1,14 @@
 """What the decoder sustains: its measured cost and the streams that fit a latency budget.
 
-Every stream that speaks wants its growing utterance decoded again and again; one decoder
-thread serves them all, so with N speaking streams each waits about N decodes between two of
+Every stream that speaks wants its growing utterance decoded again and again; the decode
+workers serve them all, so with N speaking streams each waits about N decodes between two of
 its own. The engine keeps a moving average of what one stream's decode costs (probed at
 warm-up, then every real decode: a batch of B windows counts as B decodes of 1/B its time),
 and admits the streams whose decodes all fit in `budget_s`: floor(budget / cost). The cost is
-wall time on the decoder thread, so a machine that other work slows down yields a lower
-capacity: new streams are refused before the running ones lose their latency.
+wall time on a decode thread, divided among the decodes running at once (`DecodeQueue`'s
+shares: two side by side for 0.7 s cost 0.35 s each), so it is the decoder's throughput, and
+a machine that other work slows down yields a lower capacity: new streams are refused
+before the running ones lose their latency.
 
 Pure arithmetic and a lock-free average (one float written by the decode threads, read by
 the event loop), so it is tested with fake costs, without the model.

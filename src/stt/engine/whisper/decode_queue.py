@@ -1,4 +1,4 @@
-"""One decode worker thread shared by every stream, fair across streams (and a flush thread).
+"""Decode worker threads shared by every stream, fair across streams (and a flush thread).
 
 `step()` must stay cheap, so a streaming engine hands its slow decodes to this worker and
 picks the results up in a later step. Final decodes (an utterance ended: its words are due)
@@ -16,6 +16,13 @@ and made every other latency shorter too.
 With `decode_batch` and `max_batch` > 1, a thread takes up to `max_batch` waiting jobs in
 that order and decodes them in one call (the model runs a batch of windows at once).
 
+With `workers` > 1, that many threads take jobs in that order, one stream's partial decodes
+never two at once (a newer one waits for the running one: it covers the same audio and more),
+and no more than `workers` decodes at once, the flush thread's included: a worker waits while
+a flushed stream's final runs, which would otherwise wait for the CPU and the encoder behind
+two partial decodes (with one worker the flush thread runs beside it, as before). The Whisper
+engine runs two: while one generates on its single thread, the other encodes.
+
 A second thread runs only *expedited* jobs: the final decode a flush is waiting for (a
 Finalize or an end of stream). It keeps the concurrency of the former design, in which the
 engine thread ran a flushed stream's final decode itself (stalling every stream meanwhile),
@@ -23,6 +30,9 @@ so a stream's end neither waits behind the others' decodes nor holds up their pa
 
 Every decode is timed (`clock`) and reported to `on_cost(seconds, windows)`: the engine's
 measured capacity follows what the decoder really sustains (`stt.engine.whisper.capacity`).
+Decodes that overlap share the machine, so each is charged its `Shares`: the time it ran,
+each moment divided among the calls running then (two decodes side by side for 0.7 s cost
+0.35 s each), which is what it takes from the decoder's throughput.
 
 The engine thread never runs or waits for a decode: it reads finished futures in its steps
 and asks `wake_after` for a future that resolves when the next job finishes, which the
@@ -41,6 +51,31 @@ from typing import Generic, TypeVar
 
 _Req = TypeVar("_Req")
 _Res = TypeVar("_Res")
+
+
+class Shares:
+    """Processor-sharing accounting of calls that run at once: each moment of a call's run
+    counts 1/n of itself when n calls run. Not locked: the queue's lock guards it."""
+
+    def __init__(self) -> None:
+        self._running: dict[int, float] = {}
+        self._since = 0.0
+
+    def start(self, key: int, now: float) -> None:
+        self._advance(now)
+        self._running[key] = 0.0
+
+    def finish(self, key: int, now: float) -> float:
+        """The call's share of the time since it started."""
+        self._advance(now)
+        return self._running.pop(key)
+
+    def _advance(self, now: float) -> None:
+        if self._running:
+            each = max(0.0, now - self._since) / len(self._running)
+            for key in self._running:
+                self._running[key] += each
+        self._since = now
 
 
 @dataclass(eq=False)
@@ -71,12 +106,16 @@ class DecodeQueue(Generic[_Req, _Res]):
         name: str = "decode",
         clock: Callable[[], float] = time.perf_counter,
         on_cost: Callable[[float, int], None] | None = None,
+        workers: int = 1,
     ) -> None:
         """`decode_batch` decodes several requests in one call (results in their order);
         `on_cost(seconds, windows)` is called on the decode thread after each decode call
-        with its `clock` time; a failed decode is not a measurement."""
+        with its share of the `clock` time; a failed decode is not a measurement; `workers`
+        threads take the jobs in order (besides the flush thread)."""
         if max_batch < 1 or (max_batch > 1 and decode_batch is None):
             raise ValueError("max_batch > 1 needs decode_batch")
+        if workers < 1:
+            raise ValueError(f"a decode queue needs at least one worker, got {workers}")
         self._decode = decode
         self._decode_batch = decode_batch
         self._max_batch = max_batch
@@ -85,6 +124,12 @@ class DecodeQueue(Generic[_Req, _Res]):
         self._clock = clock
         self._on_cost = on_cost
         self._waiting: list[Job[_Req, _Res]] = []
+        self._running: list[Job[_Req, _Res]] = []
+        self._shares = Shares()
+        self._calls = 0
+        self._workers = workers
+        self._busy = 0
+        """Threads running a decode call, the flush thread's included."""
         self._cond = threading.Condition()
         self._closed = False
         self.decodes = 0
@@ -92,7 +137,12 @@ class DecodeQueue(Generic[_Req, _Res]):
         self._wake: Future[None] | None = None
         """Resolved when the next job finishes (created on demand by `wake_after`)."""
         self._threads = [
-            threading.Thread(target=self._run, args=(False,), name=name, daemon=True),
+            *(
+                threading.Thread(
+                    target=self._run, args=(False,), name=name if i == 0 else f"{name}-{i + 1}", daemon=True
+                )
+                for i in range(workers)
+            ),
             threading.Thread(target=self._run, args=(True,), name=f"{name}-flush", daemon=True),
         ]
         for thread in self._threads:
@@ -174,6 +224,8 @@ class DecodeQueue(Generic[_Req, _Res]):
                     return
                 for job in jobs:
                     self._waiting.remove(job)
+                self._running += jobs
+                self._busy += 1
                 now = self._clock()
                 for job in jobs:
                     self._last_run[job.slot] = now
@@ -184,7 +236,11 @@ class DecodeQueue(Generic[_Req, _Res]):
         if expedited_only:
             line = sorted((j for j in self._waiting if j.expedited), key=lambda j: j.submitted_s)
         else:
-            line = sorted(self._waiting, key=lambda j: (not j.final, not j.first, self._since(j)))
+            if self._workers > 1 and self._busy >= self._workers:
+                return []
+            busy = {j.slot for j in self._running}
+            ready = (j for j in self._waiting if j.final or j.slot not in busy)
+            line = sorted(ready, key=lambda j: (not j.final, not j.first, self._since(j)))
         return line[: self._max_batch]
 
     def _since(self, job: Job[_Req, _Res]) -> float:
@@ -192,10 +248,14 @@ class DecodeQueue(Generic[_Req, _Res]):
         return min(self._last_run.get(job.slot, job.submitted_s), job.submitted_s)
 
     def _execute(self, jobs: list[Job[_Req, _Res]]) -> None:
+        taken = jobs
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not jobs:
+            self._done(taken, 0)
             return
-        started = self._clock()
+        with self._cond:
+            call = self._calls = self._calls + 1
+            self._shares.start(call, self._clock())
         try:
             if len(jobs) == 1:
                 results = [self._decode(jobs[0].request)]
@@ -203,16 +263,29 @@ class DecodeQueue(Generic[_Req, _Res]):
                 assert self._decode_batch is not None  # max_batch > 1 only with decode_batch
                 results = self._decode_batch([job.request for job in jobs])
         except BaseException as exc:  # the engine thread reads it from the futures
+            with self._cond:
+                self._shares.finish(call, self._clock())
             for job in jobs:
                 job.future.set_exception(exc)
         else:
+            with self._cond:
+                share = self._shares.finish(call, self._clock())
             if self._on_cost is not None:
-                self._on_cost(self._clock() - started, len(jobs))
+                self._on_cost(share, len(jobs))
             for job, result in zip(jobs, results, strict=True):
                 job.future.set_result(result)
+        self._done(taken, len(jobs))
+
+    def _done(self, taken: list[Job[_Req, _Res]], decoded: int) -> None:
+        """The jobs a thread took are no longer running; wake whoever waits on them."""
         with self._cond:
-            self.decodes += len(jobs)
-            self._resolve_wake()
+            for job in taken:
+                self._running.remove(job)
+            self._busy -= 1
+            self.decodes += decoded
+            if decoded:
+                self._resolve_wake()
+            self._cond.notify_all()  # a stream's next partial may run now
 
     def _resolve_wake(self) -> None:
         """Under the lock: tell whoever waits that a step now has something to collect."""

@@ -5,9 +5,10 @@ Whisper is not a streaming model, so streaming is built around it:
 - `step()` stays cheap: it resamples each slot's 80 ms frame to 16 kHz and runs the Silero
   VAD on it, which finds where utterances start and end. Silence never reaches the model.
 - While someone speaks, the current utterance (at most `window_s`) is decoded again every
-  `interval_s` by ONE worker thread shared by all streams (`DecodeQueue`: the stream
-  that waited longest since its last decode goes first). CTranslate2 releases the GIL, so
-  steps go on meanwhile.
+  `interval_s` by worker threads shared by all streams (`DecodeQueue`, `decode_workers`
+  of them: the stream that waited longest since its last decode goes first; the encoder
+  runs on every core, generation on one, so two decodes overlap). CTranslate2 releases the
+  GIL, so steps go on meanwhile.
 - Only words that two successive decodes agree on are sent (`LocalAgreement`); at a pause
   (VAD end of utterance) the final decode of the utterance sends the rest.
 - Speech longer than `window_s` is cut by one final-priority decode of the full window: it
@@ -50,6 +51,7 @@ import threading
 import time
 import weakref
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -239,6 +241,7 @@ class WhisperEngine(BaseEngine):
             max_batch=self._opts.batch,
             name="whisper-decode",
             on_cost=self._observe_cost,
+            workers=self._opts.decode_workers,
         )
         self._generation = 0
         self.skipped = 0
@@ -309,9 +312,17 @@ class WhisperEngine(BaseEngine):
             )
 
     def _timed_probe(self) -> float:
+        """Seconds per decode with every decode worker probing at once: what a busy decoder
+        sustains, as the live measurement charges overlapping decodes their share."""
+        workers = self._opts.decode_workers
         started = time.perf_counter()
-        self._decoder.probe(PROBE_TOKENS)
-        return time.perf_counter() - started
+        if workers == 1:
+            self._decoder.probe(PROBE_TOKENS)
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="whisper-probe") as pool:
+                for done in [pool.submit(self._decoder.probe, PROBE_TOKENS) for _ in range(workers)]:
+                    done.result()
+        return (time.perf_counter() - started) / workers
 
     def close(self) -> None:
         self._queue.close()
@@ -567,7 +578,7 @@ class WhisperEngine(BaseEngine):
         slot.sent_until_s = max(event.end_s, start)
         return event if start == event.start_s else WordEvent(event.text, start, slot.sent_until_s)
 
-    # -- the decode: on the worker thread ---------------------------------------------------
+    # -- the decode: on a worker thread -----------------------------------------------------
 
     def decode(self, request: DecodeRequest) -> Hypothesis:
         """Whisper decode of one utterance; words in stream time."""
@@ -665,8 +676,8 @@ def build(model: str | None, options: WhisperOptions, *, slots: int | None) -> W
     """Load `model` and stream with `options` (the registry's builder)."""
     encoder = load_model(model, options.cpu_threads)
     threads = generator_threads(options)
-    # two replicas sharing the weights: the decode worker and the expedited finals' thread
-    generator = load_model(model, threads, replicas=2) if threads else None
+    # replicas sharing the weights: one per decode worker and one for the expedited finals
+    generator = load_model(model, threads, replicas=options.decode_workers + 1) if threads else None
     return WhisperEngine(encoder, options, slots=slots, generator=generator)
 
 

@@ -63,6 +63,11 @@ class WhisperOptions(Checked):
         "on a second copy of the model that runs two decodes at once (0: the encoder's model and "
         "threads); on 2 cores one thread generated faster than two (see the README)",
     )
+    decode_workers: int = setting(
+        2,
+        "whisper engine: decodes of different streams run at once (while one generates on its "
+        "thread, the next encodes); the measured capacity charges each its share of the time",
+    )
     interval_s: float = setting(
         0.5,
         "whisper engine: re-decode the current utterance after this much new audio (a busy decoder "
@@ -112,6 +117,7 @@ class WhisperOptions(Checked):
     def checks(self) -> Iterator[tuple[bool, str]]:
         yield self.cpu_threads >= 0, "cpu_threads must be >= 0"
         yield self.decode_threads >= 0, "whisper_decode_threads must be >= 0"
+        yield self.decode_workers >= 1, "whisper_decode_workers must be >= 1"
         yield self.interval_s > 0, "whisper_interval_s must be > 0"
         yield (
             self.window_s >= 2 * self.interval_s,
