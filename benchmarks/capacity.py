@@ -84,6 +84,8 @@ def _engine(model: str | None, slots: int, options: dict[str, Any]) -> Any:
     from stt.engine.whisper.options import WhisperOptions
 
     opts = WhisperOptions(**options) if options else None
+    if hasattr(WhisperOptions, "decode_threads"):  # the tree loads a generator copy: as `stt serve` builds it
+        return whisper.build(model, opts or WhisperOptions(), slots=slots)
     return whisper.WhisperEngine(whisper.load_model(model), opts, slots=slots)
 
 

@@ -79,6 +79,8 @@ def _build_engine(name: str, model: str | None, slots: int) -> Any:
         return FakeEngine(slots=slots)
     from stt.engine.whisper import engine as whisper
 
+    if hasattr(whisper.WhisperOptions, "decode_threads"):  # a generator copy: as `stt serve` builds it
+        return whisper.build(model, whisper.WhisperOptions(), slots=slots)
     loaded = whisper.load_model(model)
     if hasattr(whisper, "build"):  # slots apart from the engine's options (one home per setting)
         return whisper.WhisperEngine(loaded, slots=slots)
