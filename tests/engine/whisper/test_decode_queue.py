@@ -55,6 +55,7 @@ def test_the_job_that_waited_longest_runs_first(queue: DecodeQueue[str, str], de
     assert b.future.result(5) == "B" and a2.future.result(5) == "A2"
     assert a1.future.cancelled()
     assert [request for request, _ in decoder.calls] == ["blocker", "a2", "b"]
+    assert queue.submitted == 4  # a replaced job was queued too
 
 
 def test_final_jobs_are_never_replaced(queue: DecodeQueue[str, str], decoder: GatedDecoder) -> None:

@@ -134,6 +134,8 @@ class DecodeQueue(Generic[_Req, _Res]):
         self._closed = False
         self.decodes = 0
         """Jobs run so far; for tests and metrics."""
+        self.submitted = 0
+        """Jobs queued so far (counted on the submitting thread, so no running decode moves it)."""
         self._wake: Future[None] | None = None
         """Resolved when the next job finishes (created on demand by `wake_after`)."""
         self._threads = [
@@ -165,6 +167,7 @@ class DecodeQueue(Generic[_Req, _Res]):
                         del self._waiting[i]
                         break
             self._waiting.append(job)
+            self.submitted += 1
             self._cond.notify_all()  # the two threads wait for different jobs
         return job
 

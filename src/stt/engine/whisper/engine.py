@@ -272,6 +272,12 @@ class WhisperEngine(BaseEngine):
         """Decodes run so far (for tests and benchmarks)."""
         return self._queue.decodes
 
+    @property
+    def requested(self) -> int:
+        """Decodes asked for so far: unlike `decodes`, a decode still running on a worker
+        after its stream ended does not change it (tests)."""
+        return self._queue.submitted
+
     def capacity(self) -> Capacity:
         """Streams admitted now (see `stt.engine.whisper.capacity`)."""
         cost, budget = self._meter.cost_s, self._opts.latency_budget_s
