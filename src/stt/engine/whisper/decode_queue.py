@@ -61,6 +61,11 @@ class Shares:
         self._running: dict[int, float] = {}
         self._since = 0.0
 
+    @property
+    def running(self) -> int:
+        """Calls started and not finished."""
+        return len(self._running)
+
     def start(self, key: int, now: float) -> None:
         self._advance(now)
         self._running[key] = 0.0
@@ -126,10 +131,8 @@ class DecodeQueue(Generic[_Req, _Res]):
         self._waiting: list[Job[_Req, _Res]] = []
         self._running: list[Job[_Req, _Res]] = []
         self._shares = Shares()
-        self._calls = 0
+        """The decode calls running, the flush thread's included, one per thread (its ident)."""
         self._workers = workers
-        self._busy = 0
-        """Threads running a decode call, the flush thread's included."""
         self._cond = threading.Condition()
         self._closed = False
         self.decodes = 0
@@ -228,8 +231,8 @@ class DecodeQueue(Generic[_Req, _Res]):
                 for job in jobs:
                     self._waiting.remove(job)
                 self._running += jobs
-                self._busy += 1
                 now = self._clock()
+                self._shares.start(threading.get_ident(), now)
                 for job in jobs:
                     self._last_run[job.slot] = now
             self._execute(jobs)
@@ -239,7 +242,7 @@ class DecodeQueue(Generic[_Req, _Res]):
         if expedited_only:
             line = sorted((j for j in self._waiting if j.expedited), key=lambda j: j.submitted_s)
         else:
-            if self._workers > 1 and self._busy >= self._workers:
+            if self._workers > 1 and self._shares.running >= self._workers:
                 return []
             busy = {j.slot for j in self._running}
             ready = (j for j in self._waiting if j.final or j.slot not in busy)
@@ -254,11 +257,8 @@ class DecodeQueue(Generic[_Req, _Res]):
         taken = jobs
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
         if not jobs:
-            self._done(taken, 0)
+            self._release(taken)
             return
-        with self._cond:
-            call = self._calls = self._calls + 1
-            self._shares.start(call, self._clock())
         try:
             if len(jobs) == 1:
                 results = [self._decode(jobs[0].request)]
@@ -266,29 +266,27 @@ class DecodeQueue(Generic[_Req, _Res]):
                 assert self._decode_batch is not None  # max_batch > 1 only with decode_batch
                 results = self._decode_batch([job.request for job in jobs])
         except BaseException as exc:  # the engine thread reads it from the futures
-            with self._cond:
-                self._shares.finish(call, self._clock())
+            self._release(taken)
             for job in jobs:
                 job.future.set_exception(exc)
         else:
-            with self._cond:
-                share = self._shares.finish(call, self._clock())
+            share = self._release(taken)
             if self._on_cost is not None:
                 self._on_cost(share, len(jobs))
             for job, result in zip(jobs, results, strict=True):
                 job.future.set_result(result)
-        self._done(taken, len(jobs))
+        with self._cond:
+            self.decodes += len(jobs)
+            self._resolve_wake()
 
-    def _done(self, taken: list[Job[_Req, _Res]], decoded: int) -> None:
-        """The jobs a thread took are no longer running; wake whoever waits on them."""
+    def _release(self, taken: list[Job[_Req, _Res]]) -> float:
+        """This thread's call is over: its jobs no longer run (a stream's next partial and a
+        waiting worker may go), and its share of the time since it started."""
         with self._cond:
             for job in taken:
                 self._running.remove(job)
-            self._busy -= 1
-            self.decodes += decoded
-            if decoded:
-                self._resolve_wake()
-            self._cond.notify_all()  # a stream's next partial may run now
+            self._cond.notify_all()
+            return self._shares.finish(threading.get_ident(), self._clock())
 
     def _resolve_wake(self) -> None:
         """Under the lock: tell whoever waits that a step now has something to collect."""

@@ -96,7 +96,7 @@ PROBE_TOKENS = 32
 """Text tokens of the warm-up's timed probe decode: about a 10 s window of speech (the
 moving average of real decodes corrects the estimate from the first streams on)."""
 PROBE_RUNS = 3
-"""Probe decodes at warm-up, the fastest kept: the first calls on each of the generator's two
+"""Probe decodes at warm-up, the fastest kept: the first calls on each of the generator's
 replicas pay for allocating their buffers (one probe measured 0.50 s on one start and 0.81 s
 on the next, on the same quiet machine)."""
 _FIRST_WORD_S = 3.0

@@ -60,8 +60,9 @@ class WhisperOptions(Checked):
     decode_threads: int = setting(
         1,
         "whisper engine: CTranslate2 threads of generation, language detection and word alignment, "
-        "on a second copy of the model that runs two decodes at once (0: the encoder's model and "
-        "threads); on 2 cores one thread generated faster than two (see the README)",
+        "on a second copy of the model with a replica per decode worker and one for expedited "
+        "finals (0: the encoder's model and threads); on 2 cores one thread generated faster than "
+        "two (see the README)",
     )
     decode_workers: int = setting(
         2,
