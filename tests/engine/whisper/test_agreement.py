@@ -156,3 +156,49 @@ def test_a_sent_number_a_newer_hypothesis_spells_out_is_not_sent_again() -> None
     # another number at the same place is another number
     other = [*spelled[:2], WordEvent("thirteenth", 21.6, 21.95), *spelled[4:]]
     assert texts(after_sent(sent, other)) == ["thirteenth", "of", "March."]
+
+
+def timed(text: str) -> list[WordEvent]:
+    """Words written "text@start-end", as a trace prints them."""
+    out = []
+    for item in text.split():
+        word, _, span = item.rpartition("@")
+        start, end = span.split("-")
+        out.append(WordEvent(word, float(start), float(end)))
+    return out
+
+
+def test_a_long_utterance_that_spells_an_early_sent_word_anew_sends_nothing_twice() -> None:
+    """A real-time 4-minute stream (benchmarks/long_form.py, 2026-12-04) sent "this afternoon"
+    and then "afternoon. A quick": the utterance had 17 sent words, the newer hypotheses
+    wrote two early ones differently ("voodoo" for "audio", "5" for "five"), so the overlap
+    was looked for by text, only among the hypothesis's first 16 words, and the sent
+    "afternoon" (its 17th) was not found; its new spelling "afternoon." ends later (it takes
+    the pause), so it did not count as a respelling either, and was sent again."""
+    sent = timed(
+        "Streaming@0.0-0.6 speech@0.6-0.92 recognition@0.92-1.46 turns@1.46-2.1 I@2.1-2.4 "
+        "audio@2.46-2.82 into@2.82-3.14 text.@3.14-3.84 Please@3.84-4.2 call@4.2-4.52 "
+        "me@4.52-4.7 back@4.7-4.88 before@4.88-5.2 five@5.2-5.6 o'clock@5.6-5.94 "
+        "this@5.94-6.16 afternoon@6.16-6.7"
+    )
+    newer = timed(
+        "Streaming@0.0-0.62 speech@0.62-0.92 recognition@0.92-1.6 turns@1.6-2.16 I@2.16-2.4 "
+        "voodoo@2.4-2.86 into@2.86-3.14 text.@3.14-3.84 Please@3.84-4.22 call@4.22-4.52 "
+        "me@4.52-4.7 back@4.7-4.88 before@4.88-5.2 5@5.2-5.6 o'clock@5.6-5.92 this@5.92-6.14 "
+        "afternoon.@6.14-7.16 A@7.16-7.36 quick@7.36-7.66"
+    )
+    assert texts(after_sent(sent, newer)) == ["A", "quick"]
+    # and a cut decode of the same window that writes "five" and "live audio" right: the
+    # words after the sent "quick" only
+    cut = timed(
+        "Streaming@0.0-0.62 speech@0.62-0.92 recognition@0.92-1.6 turns@1.6-2.16 live@2.16-2.46 "
+        "audio@2.46-2.8 into@2.8-3.14 text.@3.14-3.86 Please@3.86-4.22 call@4.22-4.52 "
+        "me@4.52-4.7 back@4.7-4.88 before@4.88-5.2 5@5.2-5.6 o'clock@5.6-5.92 this@5.92-6.14 "
+        "afternoon.@6.14-7.18 The@7.18-7.36 quick@7.36-7.64 brown@7.64-7.98 fox@7.98-8.4"
+    )
+    assert texts(after_sent([*sent, *texts_after(newer, "A")], cut)) == ["brown", "fox"]
+
+
+def texts_after(words: list[WordEvent], first: str) -> list[WordEvent]:
+    """`words` from the first one that reads `first` on."""
+    return words[texts(words).index(first) :]

@@ -111,9 +111,16 @@ def overlap_end(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> int | 
     within `_SAME_PLACE_S` marks the overlap; a sent word after that run that the hypothesis
     spelled differently ("times" for "time") is its next word if that starts at the same
     place (`_RESPELLED_S`), else the hypothesis dropped it and its next word is new.
+
+    The hypothesis decodes the utterance from its start, so it repeats every sent word, not
+    only the last ones: the tail is looked for where it stands among them, within
+    `_OVERLAP_WORDS` words either way (a window after a cut repeats a few sent words; a long
+    utterance all of them, and a search of its first 16 words only missed its 17th sent word
+    and sent it again).
     """
     tail = sent[-_OVERLAP_WORDS:]
-    head = words[: len(tail) + _OVERLAP_WORDS]
+    lo = max(0, len(sent) - len(tail) - _OVERLAP_WORDS)
+    head = words[lo : len(sent) + _OVERLAP_WORDS]
     matcher = difflib.SequenceMatcher(
         None, [word_key(w.text) for w in tail], [word_key(w.text) for w in head], autojunk=False
     )
@@ -126,7 +133,7 @@ def overlap_end(sent: Sequence[WordEvent], words: Sequence[WordEvent]) -> int | 
             last = block
     if last is None:
         return None
-    sent_at, end = last.a + last.size, last.b + last.size
+    sent_at, end = last.a + last.size, lo + last.b + last.size
     while sent_at < len(tail) and end < len(words):
         if not (taken := _respelling_length(tail[sent_at], words, end)):
             break  # not a respelling of the sent word: a new word
