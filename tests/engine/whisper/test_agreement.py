@@ -202,3 +202,19 @@ def test_a_long_utterance_that_spells_an_early_sent_word_anew_sends_nothing_twic
 def texts_after(words: list[WordEvent], first: str) -> list[WordEvent]:
     """`words` from the first one that reads `first` on."""
     return words[texts(words).index(first) :]
+
+
+def test_a_sent_number_heard_out_later_is_not_sent_beside_it() -> None:
+    """A 10-minute stream (2026-12-04) sent "We ship 300" (two decodes agreed on "300" while
+    "and twenty" was still being said), then every decode read "shipped 320 packages" with
+    "320" over the sent number's audio and ending 0.03 s past the respelling limit: it was
+    sent as a new word ("300 320 packages")."""
+    sent = timed("March.@621.92-622.72 We@622.72-622.92 ship@622.94-623.18 300@623.18-623.92")
+    newer = timed(
+        "March,@621.94-622.74 we@622.74-622.92 shipped@622.92-623.24 320@623.24-624.34 "
+        "packages@624.34-625.02 last.@625.02-625.48"
+    )
+    assert texts(after_sent(sent, newer)) == ["packages", "last."]
+    # a number that starts later is a new word, as before
+    later = timed("March,@621.94-622.74 we@622.74-622.92 ship@622.92-623.18 300@623.18-623.9 20@624.0-624.3")
+    assert texts(after_sent(sent, later)) == ["20"]

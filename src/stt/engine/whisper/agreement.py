@@ -194,10 +194,15 @@ def _same_number(a: set[str], b: set[str]) -> float:
 def _respells(sent: WordEvent, word: WordEvent) -> bool:
     """Whether `word` may be `sent` spelled anew: it starts at about the same place and does
     not go on past it ("March" starting near a short sent "of" but ending far later is new),
-    unless it is the sent digits and more (`_digits_beyond` sends the more)."""
+    unless it is the sent digits and more (`_digits_beyond` sends the more), or both are
+    numbers: Whisper heard the spoken number out ("300" sent, then "320" over its audio and
+    "and twenty"'s), and sending the new reading beside the sent one wrote "300 320" (two
+    numbers cannot start within `_RESPELLED_S` of each other)."""
     if abs(word.start_s - sent.start_s) > _RESPELLED_S:
         return False
-    return word.end_s <= sent.end_s + _RESPELLED_S or _digits_beyond(sent, word) is not None
+    if word.end_s <= sent.end_s + _RESPELLED_S or _digits_beyond(sent, word) is not None:
+        return True
+    return bool(number_readings(sent.text)) and bool(number_readings(word.text))
 
 
 def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
