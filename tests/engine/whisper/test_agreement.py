@@ -14,6 +14,12 @@ def texts(words: list[WordEvent]) -> list[str]:
     return [w.text for w in words]
 
 
+def heard_on(words: list[WordEvent], seconds: float = 3.0) -> tuple[list[WordEvent], float, float]:
+    """A partial hypothesis decoded from audio that began at 0 s and ran on `seconds` past
+    its last word: `LocalAgreement.update`'s arguments."""
+    return words, 0.0, (words[-1].end_s if words else 0.0) + seconds
+
+
 def test_word_key_ignores_case_and_punctuation() -> None:
     assert word_key("Vocale,") == word_key("vocale") == "vocale"
     assert word_key("aujourd'hui.") == "aujourd'hui"
@@ -29,17 +35,17 @@ def test_common_prefix_takes_the_newer_spelling() -> None:
 
 def test_a_word_is_sent_once_two_hypotheses_agree() -> None:
     agreement = LocalAgreement()
-    assert agreement.update(hyp("the quick")) == []
-    assert texts(agreement.update(hyp("the quick brow"))) == ["the", "quick"]
-    assert texts(agreement.update(hyp("the quick brown fox"))) == []  # "brow" != "brown"
-    assert texts(agreement.update(hyp("the quick brown fox jumps"))) == ["brown", "fox"]
+    assert agreement.update(*heard_on(hyp("the quick"))) == []
+    assert texts(agreement.update(*heard_on(hyp("the quick brow")))) == ["the", "quick"]
+    assert texts(agreement.update(*heard_on(hyp("the quick brown fox")))) == []  # "brow" != "brown"
+    assert texts(agreement.update(*heard_on(hyp("the quick brown fox jumps")))) == ["brown", "fox"]
     assert texts(agreement.finish(hyp("the quick brown fox jumps over"))) == ["jumps", "over"]
     assert texts(agreement.sent) == ["the", "quick", "brown", "fox", "jumps", "over"]
 
 
 def test_finish_after_nothing_agreed_sends_the_whole_hypothesis() -> None:
     agreement = LocalAgreement()
-    agreement.update(hyp("hello"))
+    agreement.update(*heard_on(hyp("hello")))
     assert texts(agreement.finish(hyp("hello world"))) == ["hello", "world"]
 
 
@@ -111,8 +117,8 @@ def test_digits_a_newer_hypothesis_adds_to_the_last_sent_number_are_sent() -> No
     assert texts(added) == ["55552671."]
     assert added[0].start_s >= sent[-1].end_s
     agreement = LocalAgreement()
-    agreement.update(sent)
-    agreement.update(sent)
+    agreement.update(*heard_on(sent))
+    agreement.update(*heard_on(sent))
     assert texts(agreement.finish(final)) == ["55552671."]
     assert texts(after_sent(hyp("ship"), hyp("shipped"))) == []  # a respelling adds no letters
     assert texts(after_sent(hyp("415"), hyp("4155"))) == []  # nor digits over the same audio
@@ -213,3 +219,111 @@ def test_a_sent_number_heard_out_later_is_not_sent_beside_it() -> None:
     # a number that starts later is a new word, as before
     later = timed("March,@621.94-622.74 we@622.74-622.92 ship@622.92-623.18 300@623.18-623.9 20@624.0-624.3")
     assert texts(after_sent(sent, later)) == ["20"]
+
+
+def words_at(*spec: tuple[str, float, float]) -> list[WordEvent]:
+    return [WordEvent(text, start, end) for text, start, end in spec]
+
+
+def test_an_utterances_first_words_wait_for_audio_after_them() -> None:
+    """Regression (en-08, traced): decodes of the first 1.1 and 1.7 s both heard "It wears a
+    bright" and it was sent; every decode from 2.2 s on heard "It was"."""
+    agreement = LocalAgreement()
+    start = 0.067
+    decodes = [
+        (
+            1.126,
+            words_at(("It", 0.07, 0.47), ("wears", 0.47, 0.73), ("a", 0.73, 0.89), ("bright", 0.89, 1.07)),
+        ),
+        (
+            1.676,
+            words_at(
+                ("It", 0.07, 0.47),
+                ("wears", 0.47, 0.73),
+                ("a", 0.73, 0.91),
+                ("bright", 0.91, 1.15),
+                ("cold", 1.15, 1.47),
+                ("day.", 1.47, 1.73),
+            ),
+        ),
+        (
+            2.227,
+            words_at(
+                ("It", 0.07, 0.47),
+                ("was", 0.47, 0.67),
+                ("a", 0.67, 0.91),
+                ("bright", 0.91, 1.15),
+                ("cold", 1.15, 1.43),
+                ("day", 1.43, 1.69),
+                ("in", 1.69, 1.89),
+                ("April.", 1.89, 2.27),
+            ),
+        ),
+        (
+            2.777,
+            words_at(
+                ("It", 0.07, 0.47),
+                ("was", 0.47, 0.67),
+                ("a", 0.67, 0.91),
+                ("bright", 0.91, 1.15),
+                ("cold", 1.15, 1.43),
+                ("day", 1.43, 1.71),
+                ("in", 1.71, 1.89),
+                ("April,", 1.89, 2.65),
+                ("at", 2.65, 2.83),
+            ),
+        ),
+    ]
+    sent = [texts(agreement.update(words, start, start + heard)) for heard, words in decodes]
+    assert sent == [[], ["It"], [], ["was", "a", "bright", "cold", "day", "in", "April,"]]
+
+
+def test_a_full_stop_where_the_heard_audio_ended_waits_for_more_audio() -> None:
+    """Regression (en-03, traced): two decodes that ended just after "Tuesday" both wrote
+    "Tuesday." and it was sent with its full stop; the next one, which heard on, wrote
+    "Tuesday, 12th of March"."""
+    opening = words_at(
+        ("The", 0.07, 0.45),
+        ("meeting", 0.45, 0.71),
+        ("has", 0.71, 0.95),
+        ("been", 0.95, 1.15),
+        ("moved", 1.15, 1.41),
+        ("to", 1.41, 1.65),
+    )
+    agreement = LocalAgreement(opening)  # sent from the earlier decodes
+    start = 0.067
+    assert agreement.update([*opening, WordEvent("Tuesday.", 1.65, 2.27)], start, start + 2.227) == []
+    assert agreement.update([*opening, WordEvent("Tuesday.", 1.65, 2.53)], start, start + 2.777) == []
+    heard_on = [*opening, *words_at(("Tuesday,", 1.65, 2.55), ("12th", 2.55, 3.21), ("of", 3.21, 3.25))]
+    assert texts(agreement.update([*heard_on, WordEvent("March.", 3.25, 3.41)], start, start + 3.358)) == [
+        "Tuesday,"
+    ]
+    # "12th" waits for audio after it too (digits), "of" behind it, "March." until heard on
+    assert agreement.update([*heard_on, WordEvent("March.", 3.27, 3.95)], start, start + 3.909) == []
+    going_on = [*heard_on, WordEvent("March.", 3.27, 3.95), WordEvent("Please", 4.3, 4.6)]
+    assert texts(agreement.update(going_on, start, start + 4.46)) == ["12th", "of"]
+    assert texts(agreement.update(going_on, start, start + 5.0)) == ["March.", "Please"]
+
+
+def test_a_number_waits_for_audio_after_it_so_it_is_sent_whole() -> None:
+    """Regression (long-form stream, seed 2): two decodes that ended just after "three
+    hundred" agreed on "300" and it was sent; the later ones wrote "320" over the same audio
+    and "and twenty" was lost."""
+    opening = words_at(("We", 62.0, 62.48), ("shipped", 62.48, 62.82))
+    decodes = [
+        (63.64, [*opening, WordEvent("300", 62.82, 63.32)]),
+        (64.22, [*opening, *words_at(("300", 62.82, 63.6), ("and", 63.6, 64.08), ("2.", 64.08, 64.2))]),
+        (64.77, [*opening, *words_at(("320", 62.82, 64.06), ("packs.", 64.06, 64.76))]),
+        (
+            65.33,
+            [*opening, *words_at(("320", 62.82, 64.06), ("packages", 64.06, 64.98), ("up.", 64.98, 65.3))],
+        ),
+        (
+            65.91,
+            [*opening, *words_at(("320", 62.82, 64.06), ("packages", 64.06, 64.98), ("last", 64.98, 65.38))],
+        ),
+    ]
+    agreement = LocalAgreement()
+    for heard, words in decodes:
+        agreement.update(words, 62.0, heard)
+    assert texts(agreement.sent) == ["We", "shipped", "320", "packages"]

@@ -593,7 +593,8 @@ def test_a_sent_number_written_anew_in_groups_is_sent_once(engine: WhisperEngine
     ]
     number = WordEvent("415552671.", digits[0].start_s, digits[-1].end_s)
     rest = [*said[:spoken], *said[spoken + 10 :]]
-    fake = RegroupingDecoder(rest, number, groups, regroup_s=number.end_s + 1.0)  # two partials agree first
+    # two partials that heard past its full stop (`_RIGHT_CONTEXT_S`) agree on it first
+    fake = RegroupingDecoder(rest, number, groups, regroup_s=number.end_s + 2.0)
     fake.open_up()
     short.decode_batch = fake  # type: ignore[method-assign]
     try:

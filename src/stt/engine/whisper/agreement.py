@@ -3,8 +3,10 @@
 A streaming Whisper decodes the growing utterance again every second or so; the last words
 of each hypothesis are often cut mid-word or change once more audio arrives. A word is sent
 only when two successive hypotheses agree on it and on every word before it (the
-"LocalAgreement-2" policy of Macháček et al., whisper_streaming); at the end of the
-utterance the final hypothesis is trusted as a whole. Sent words are never taken back.
+"LocalAgreement-2" policy of Macháček et al., whisper_streaming), and, where Whisper is
+unsure of a word before it hears what follows, once both heard some audio after it; at the
+end of the utterance the final hypothesis is trusted as a whole. Sent words are never taken
+back.
 
 Pure code on `WordEvent` lists, without the model, so it is unit-tested on its own.
 """
@@ -12,6 +14,7 @@ Pure code on `WordEvent` lists, without the model, so it is unit-tested on its o
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Sequence
 
@@ -19,6 +22,14 @@ from stt.engine.interface import WordEvent
 from stt.numerals import ends_sentence, number_readings
 
 _NOT_WORD = re.compile(r"[^\w']+")
+_RIGHT_CONTEXT_S = 0.5
+"""Audio after a word that both agreeing hypotheses must have heard before it is sent, where
+what follows may change it (`_needs_context`). Kyutai's stt-1b-en_fr writes every word 0.5 s
+after it is said, for the same reason."""
+_EARLY_S = 2.0
+"""Until both agreeing hypotheses heard this much of the utterance, Whisper hears its first
+words without the words around them: decodes of its first 1.1 and 1.7 s agreed on "It wears
+a bright" and sent it, where every decode of 2.2 s or more heard "It was"."""
 _OVERLAP_WORDS = 8
 """Sent words looked for at the start of a hypothesis: more than a window cut repeats."""
 _SAME_PLACE_S = 1.0
@@ -216,6 +227,14 @@ def _after_respelling(last: WordEvent, words: Sequence[WordEvent]) -> int:
     return sum(w.start_s <= last.start_s for w in words)
 
 
+def _needs_context(text: str) -> bool:
+    """Whether Whisper writes this word from the audio after it too, past an utterance's
+    start: a full stop where the audio it heard ended ("moved to Tuesday." went out before
+    "the twelfth of March"), or digits, since it writes a spoken number whole and a decode
+    that ends inside one writes its start ("300" for "three hundred and twenty")."""
+    return ends_sentence(text) or any(c.isdigit() for c in text)
+
+
 def _capitalised(words: list[WordEvent], previous: WordEvent) -> list[WordEvent]:
     """A sentence starts with a capital, also when a window cut hid its start from Whisper."""
     if words:
@@ -248,13 +267,23 @@ class LocalAgreement:
     def __init__(self, sent: Sequence[WordEvent] = ()) -> None:
         """`sent`: words already sent whose audio this utterance repeats (a window cut)."""
         self._previous: list[WordEvent] = []
+        self._previous_heard_s = -math.inf
         self.sent: list[WordEvent] = list(sent)
 
-    def update(self, hypothesis: Sequence[WordEvent]) -> list[WordEvent]:
-        """A new partial hypothesis of the whole utterance; returns the words to send now."""
+    def update(self, hypothesis: Sequence[WordEvent], start_s: float, heard_s: float) -> list[WordEvent]:
+        """A new partial hypothesis of the whole utterance, decoded from its audio between
+        stream times `start_s` and `heard_s`; returns the words to send now (agreed, and
+        heard on by both hypotheses where `_RIGHT_CONTEXT_S` asks it)."""
         agreed = common_prefix(self._previous, hypothesis)
-        self._previous = list(hypothesis)
-        new = after_sent(self.sent, agreed)
+        heard = min(self._previous_heard_s, heard_s)  # the audio both hypotheses heard
+        self._previous, self._previous_heard_s = list(hypothesis), heard_s
+        early = heard - start_s < _EARLY_S
+        ready = 0
+        for word in agreed:
+            if word.end_s > heard - _RIGHT_CONTEXT_S and (early or _needs_context(word.text)):
+                break
+            ready += 1
+        new = after_sent(self.sent, agreed[:ready])
         self.sent.extend(new)
         return new
 
@@ -262,5 +291,5 @@ class LocalAgreement:
         """The final hypothesis of the utterance (a pause or a flush): send all the rest."""
         new = after_sent(self.sent, hypothesis)
         self.sent.extend(new)
-        self._previous = []
+        self._previous, self._previous_heard_s = [], -math.inf
         return new

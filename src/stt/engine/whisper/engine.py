@@ -569,7 +569,9 @@ class WhisperEngine(BaseEngine):
                     out.append(PauseEvent(utterance.pause_s, 1.0))
             elif live and hypothesis.language_sure:
                 # an unsure language may be wrong (Whisper then translates): not a word of it
-                out.extend(utterance.agreement.update(hypothesis.words))
+                start_s = job.request.offset_s
+                heard_s = start_s + job.request.audio.size / VAD_RATE
+                out.extend(utterance.agreement.update(hypothesis.words, start_s, heard_s))
         return [self._in_order(slot, event) for event in out]
 
     @staticmethod
