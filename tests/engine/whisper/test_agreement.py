@@ -221,60 +221,26 @@ def test_a_sent_number_heard_out_later_is_not_sent_beside_it() -> None:
     assert texts(after_sent(sent, later)) == ["20"]
 
 
-def words_at(*spec: tuple[str, float, float]) -> list[WordEvent]:
-    return [WordEvent(text, start, end) for text, start, end in spec]
-
-
 def test_an_utterances_first_words_wait_for_audio_after_them() -> None:
     """Regression (en-08, traced): decodes of the first 1.1 and 1.7 s both heard "It wears a
     bright" and it was sent; every decode from 2.2 s on heard "It was"."""
     agreement = LocalAgreement()
     start = 0.067
     decodes = [
-        (
-            1.126,
-            words_at(("It", 0.07, 0.47), ("wears", 0.47, 0.73), ("a", 0.73, 0.89), ("bright", 0.89, 1.07)),
-        ),
-        (
-            1.676,
-            words_at(
-                ("It", 0.07, 0.47),
-                ("wears", 0.47, 0.73),
-                ("a", 0.73, 0.91),
-                ("bright", 0.91, 1.15),
-                ("cold", 1.15, 1.47),
-                ("day.", 1.47, 1.73),
-            ),
-        ),
+        (1.126, "It@0.07-0.47 wears@0.47-0.73 a@0.73-0.89 bright@0.89-1.07"),
+        (1.676, "It@0.07-0.47 wears@0.47-0.73 a@0.73-0.91 bright@0.91-1.15 cold@1.15-1.47 day.@1.47-1.73"),
         (
             2.227,
-            words_at(
-                ("It", 0.07, 0.47),
-                ("was", 0.47, 0.67),
-                ("a", 0.67, 0.91),
-                ("bright", 0.91, 1.15),
-                ("cold", 1.15, 1.43),
-                ("day", 1.43, 1.69),
-                ("in", 1.69, 1.89),
-                ("April.", 1.89, 2.27),
-            ),
+            "It@0.07-0.47 was@0.47-0.67 a@0.67-0.91 bright@0.91-1.15 cold@1.15-1.43 day@1.43-1.69"
+            " in@1.69-1.89 April.@1.89-2.27",
         ),
         (
             2.777,
-            words_at(
-                ("It", 0.07, 0.47),
-                ("was", 0.47, 0.67),
-                ("a", 0.67, 0.91),
-                ("bright", 0.91, 1.15),
-                ("cold", 1.15, 1.43),
-                ("day", 1.43, 1.71),
-                ("in", 1.71, 1.89),
-                ("April,", 1.89, 2.65),
-                ("at", 2.65, 2.83),
-            ),
+            "It@0.07-0.47 was@0.47-0.67 a@0.67-0.91 bright@0.91-1.15 cold@1.15-1.43 day@1.43-1.71"
+            " in@1.71-1.89 April,@1.89-2.65 at@2.65-2.83",
         ),
     ]
-    sent = [texts(agreement.update(words, start, start + heard)) for heard, words in decodes]
+    sent = [texts(agreement.update(timed(words), start, start + heard)) for heard, words in decodes]
     assert sent == [[], ["It"], [], ["was", "a", "bright", "cold", "day", "in", "April,"]]
 
 
@@ -282,48 +248,35 @@ def test_a_full_stop_where_the_heard_audio_ended_waits_for_more_audio() -> None:
     """Regression (en-03, traced): two decodes that ended just after "Tuesday" both wrote
     "Tuesday." and it was sent with its full stop; the next one, which heard on, wrote
     "Tuesday, 12th of March"."""
-    opening = words_at(
-        ("The", 0.07, 0.45),
-        ("meeting", 0.45, 0.71),
-        ("has", 0.71, 0.95),
-        ("been", 0.95, 1.15),
-        ("moved", 1.15, 1.41),
-        ("to", 1.41, 1.65),
-    )
-    agreement = LocalAgreement(opening)  # sent from the earlier decodes
+    opening = "The@0.07-0.45 meeting@0.45-0.71 has@0.71-0.95 been@0.95-1.15 moved@1.15-1.41 to@1.41-1.65"
+    agreement = LocalAgreement(timed(opening))  # sent from the earlier decodes
     start = 0.067
-    assert agreement.update([*opening, WordEvent("Tuesday.", 1.65, 2.27)], start, start + 2.227) == []
-    assert agreement.update([*opening, WordEvent("Tuesday.", 1.65, 2.53)], start, start + 2.777) == []
-    heard_on = [*opening, *words_at(("Tuesday,", 1.65, 2.55), ("12th", 2.55, 3.21), ("of", 3.21, 3.25))]
-    assert texts(agreement.update([*heard_on, WordEvent("March.", 3.25, 3.41)], start, start + 3.358)) == [
-        "Tuesday,"
-    ]
+
+    def update(rest: str, heard: float) -> list[str]:
+        return texts(agreement.update(timed(f"{opening} {rest}"), start, start + heard))
+
+    assert update("Tuesday.@1.65-2.27", 2.227) == []
+    assert update("Tuesday.@1.65-2.53", 2.777) == []
+    heard_on = "Tuesday,@1.65-2.55 12th@2.55-3.21 of@3.21-3.25"
+    assert update(f"{heard_on} March.@3.25-3.41", 3.358) == ["Tuesday,"]
     # "12th" waits for audio after it too (digits), "of" behind it, "March." until heard on
-    assert agreement.update([*heard_on, WordEvent("March.", 3.27, 3.95)], start, start + 3.909) == []
-    going_on = [*heard_on, WordEvent("March.", 3.27, 3.95), WordEvent("Please", 4.3, 4.6)]
-    assert texts(agreement.update(going_on, start, start + 4.46)) == ["12th", "of"]
-    assert texts(agreement.update(going_on, start, start + 5.0)) == ["March.", "Please"]
+    assert update(f"{heard_on} March.@3.27-3.95", 3.909) == []
+    assert update(f"{heard_on} March.@3.27-3.95 Please@4.3-4.6", 4.46) == ["12th", "of"]
+    assert update(f"{heard_on} March.@3.27-3.95 Please@4.3-4.6", 5.0) == ["March.", "Please"]
 
 
 def test_a_number_waits_for_audio_after_it_so_it_is_sent_whole() -> None:
     """Regression (long-form stream, seed 2): two decodes that ended just after "three
     hundred" agreed on "300" and it was sent; the later ones wrote "320" over the same audio
     and "and twenty" was lost."""
-    opening = words_at(("We", 62.0, 62.48), ("shipped", 62.48, 62.82))
     decodes = [
-        (63.64, [*opening, WordEvent("300", 62.82, 63.32)]),
-        (64.22, [*opening, *words_at(("300", 62.82, 63.6), ("and", 63.6, 64.08), ("2.", 64.08, 64.2))]),
-        (64.77, [*opening, *words_at(("320", 62.82, 64.06), ("packs.", 64.06, 64.76))]),
-        (
-            65.33,
-            [*opening, *words_at(("320", 62.82, 64.06), ("packages", 64.06, 64.98), ("up.", 64.98, 65.3))],
-        ),
-        (
-            65.91,
-            [*opening, *words_at(("320", 62.82, 64.06), ("packages", 64.06, 64.98), ("last", 64.98, 65.38))],
-        ),
+        (63.64, "300@62.82-63.32"),
+        (64.22, "300@62.82-63.6 and@63.6-64.08 2.@64.08-64.2"),
+        (64.77, "320@62.82-64.06 packs.@64.06-64.76"),
+        (65.33, "320@62.82-64.06 packages@64.06-64.98 up.@64.98-65.3"),
+        (65.91, "320@62.82-64.06 packages@64.06-64.98 last@64.98-65.38"),
     ]
     agreement = LocalAgreement()
     for heard, words in decodes:
-        agreement.update(words, 62.0, heard)
+        agreement.update(timed(f"We@62.0-62.48 shipped@62.48-62.82 {words}"), 62.0, heard)
     assert texts(agreement.sent) == ["We", "shipped", "320", "packages"]
