@@ -611,6 +611,45 @@ def test_a_sent_number_written_anew_in_groups_is_sent_once(engine: WhisperEngine
         short.close()
 
 
+class EarlyMishearingDecoder(ScriptedDecoder):
+    """Hears the utterance's second word wrong ("wears" for "was") until it has heard
+    `context_s` of the utterance, as Whisper did on en-08 in its decodes of the first 1.1
+    and 1.7 s."""
+
+    def __init__(self, script: list[WordEvent], context_s: float) -> None:
+        super().__init__(script)
+        self.truth, self.context_s = script, context_s
+        misheard = WordEvent("wears", script[1].start_s, script[1].end_s)
+        self.misheard = [script[0], misheard, *script[2:]]
+
+    def hear(self, a: float, b: float) -> Hypothesis:
+        self.script = self.misheard if b - a < self.context_s else self.truth
+        return super().hear(a, b)
+
+
+def test_an_utterances_first_words_wait_until_decodes_heard_past_them(engine: WhisperEngine) -> None:
+    """The engine gives the agreement what each decode heard on the stream's clock: two
+    decodes of the utterance's first 2 s that agree on a misheard word do not send it when
+    neither heard 0.5 s past it, and the later decodes' reading goes out instead."""
+    short = WhisperEngine(engine._model, WhisperOptions(interval_s=0.5, window_s=12.0), slots=1)
+    audio, script = scripted(("en-08",), [0.6])
+    fake = EarlyMishearingDecoder(script, context_s=script[1].end_s + 0.9)  # two decodes agree first
+    fake.open_up()
+    short.decode_batch = fake  # type: ignore[method-assign]
+    frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
+    sent_at: list[tuple[str, float]] = []  # each word and the stream time its step ended at
+    try:
+        for i, frame in enumerate(frames):
+            got = step_events(short, frame, reset=i == 0, flush=i == len(frames) - 1)
+            sent_at += [(e.text, (i + 1) * FRAME_SAMPLES / 24_000) for e in got if isinstance(e, WordEvent)]
+            await_decodes(short)
+        assert [text for text, _ in sent_at] == [w.text for w in script], sent_at
+        # and not held to the end: out once a decode or two heard past the misheard ones
+        assert dict(sent_at)["was"] < fake.context_s + 1.5 < script[-1].end_s, sent_at
+    finally:
+        short.close()
+
+
 @pytest.mark.parametrize("full_stop", [True, False])
 def test_an_utterance_after_a_full_stop_starts_with_a_capital(engine: WhisperEngine, full_stop: bool) -> None:
     """Whisper may write the first word after a pause in lower case (it cannot hear that a
