@@ -257,12 +257,12 @@ def test_a_full_stop_where_the_heard_audio_ended_waits_for_more_audio() -> None:
 
     assert update("Tuesday.@1.65-2.27", 2.227) == []
     assert update("Tuesday.@1.65-2.53", 2.777) == []
-    heard_on = "Tuesday,@1.65-2.55 12th@2.55-3.21 of@3.21-3.25"
-    assert update(f"{heard_on} March.@3.25-3.41", 3.358) == ["Tuesday,"]
+    later = "Tuesday,@1.65-2.55 12th@2.55-3.21 of@3.21-3.25"
+    assert update(f"{later} March.@3.25-3.41", 3.358) == ["Tuesday,"]
     # "12th" waits for audio after it too (digits), "of" behind it, "March." until heard on
-    assert update(f"{heard_on} March.@3.27-3.95", 3.909) == []
-    assert update(f"{heard_on} March.@3.27-3.95 Please@4.3-4.6", 4.46) == ["12th", "of"]
-    assert update(f"{heard_on} March.@3.27-3.95 Please@4.3-4.6", 5.0) == ["March.", "Please"]
+    assert update(f"{later} March.@3.27-3.95", 3.909) == []
+    assert update(f"{later} March.@3.27-3.95 Please@4.3-4.6", 4.46) == ["12th", "of"]
+    assert update(f"{later} March.@3.27-3.95 Please@4.3-4.6", 5.0) == ["March.", "Please"]
 
 
 def test_a_number_waits_for_audio_after_it_so_it_is_sent_whole() -> None:

@@ -636,13 +636,9 @@ def test_an_utterances_first_words_wait_until_decodes_heard_past_them(engine: Wh
     fake = EarlyMishearingDecoder(script, context_s=script[1].end_s + 0.9)  # two decodes agree first
     fake.open_up()
     short.decode_batch = fake  # type: ignore[method-assign]
-    frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    sent_at: list[tuple[str, float]] = []  # each word and the stream time its step ended at
     try:
-        for i, frame in enumerate(frames):
-            got = step_events(short, frame, reset=i == 0, flush=i == len(frames) - 1)
-            sent_at += [(e.text, (i + 1) * FRAME_SAMPLES / 24_000) for e in got if isinstance(e, WordEvent)]
-            await_decodes(short)
+        # each word and the stream time of the end of the step it came in
+        sent_at = [(e.text, at) for at, e in stream_awaited_at(short, audio) if isinstance(e, WordEvent)]
         assert [text for text, _ in sent_at] == [w.text for w in script], sent_at
         # and not held to the end: out once a decode or two heard past the misheard ones
         assert dict(sent_at)["was"] < fake.context_s + 1.5 < script[-1].end_s, sent_at
@@ -705,11 +701,18 @@ def test_french_without_a_hint_is_not_translated_by_an_early_guess(engine: Whisp
 
 def stream_awaited(engine: WhisperEngine, audio: npt.NDArray[np.float32]) -> list[EngineEvent]:
     """Step `audio` through slot 0 as one stream, waiting for each decode (a fast CPU)."""
+    return [event for _, event in stream_awaited_at(engine, audio)]
+
+
+def stream_awaited_at(
+    engine: WhisperEngine, audio: npt.NDArray[np.float32]
+) -> list[tuple[float, EngineEvent]]:
+    """`stream_awaited`'s events, each with the stream time (s) at the end of its step."""
     frames = audio[: audio.size // FRAME_SAMPLES * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES)
-    events: list[EngineEvent] = []
+    events: list[tuple[float, EngineEvent]] = []
     for i, frame in enumerate(frames):
         got = step_events(engine, frame, reset=i == 0, flush=i == len(frames) - 1)
-        events += [e for e in got if not isinstance(e, FlushAck)]
+        events += [((i + 1) * FRAME_SAMPLES / 24_000, e) for e in got if not isinstance(e, FlushAck)]
         await_decodes(engine)
     return events
 

@@ -135,6 +135,10 @@ class DecodeRequest:
     final: bool = False
     """The utterance's last decode (its words stay); else a partial one."""
 
+    @property
+    def duration_s(self) -> float:
+        return self.audio.size / VAD_RATE
+
 
 @dataclass(frozen=True)
 class Hypothesis:
@@ -570,7 +574,7 @@ class WhisperEngine(BaseEngine):
             elif live and hypothesis.language_sure:
                 # an unsure language may be wrong (Whisper then translates): not a word of it
                 start_s = job.request.offset_s
-                heard_s = start_s + job.request.audio.size / VAD_RATE
+                heard_s = start_s + job.request.duration_s
                 out.extend(utterance.agreement.update(hypothesis.words, start_s, heard_s))
         return [self._in_order(slot, event) for event in out]
 
@@ -644,7 +648,7 @@ class WhisperEngine(BaseEngine):
 def _hypothesis(request: DecodeRequest, decoded: Decoded) -> Hypothesis:
     if decoded.hallucinated:
         return Hypothesis([], decoded.language, decoded.language_sure)
-    words = stream_words(decoded.words, request.offset_s, request.audio.size / VAD_RATE)
+    words = stream_words(decoded.words, request.offset_s, request.duration_s)
     return Hypothesis(words, decoded.language, decoded.language_sure)
 
 
