@@ -116,10 +116,7 @@ def test_digits_a_newer_hypothesis_adds_to_the_last_sent_number_are_sent() -> No
     added = after_sent(sent, final)
     assert texts(added) == ["55552671."]
     assert added[0].start_s >= sent[-1].end_s
-    agreement = LocalAgreement()
-    agreement.update(*heard_on(sent))
-    agreement.update(*heard_on(sent))
-    assert texts(agreement.finish(final)) == ["55552671."]
+    assert texts(LocalAgreement(sent).finish(final)) == ["55552671."]
     assert texts(after_sent(hyp("ship"), hyp("shipped"))) == []  # a respelling adds no letters
     assert texts(after_sent(hyp("415"), hyp("4155"))) == []  # nor digits over the same audio
     assert texts(after_sent(hyp("a 12"), hyp("a 12"))) == []
@@ -280,3 +277,29 @@ def test_a_number_waits_for_audio_after_it_so_it_is_sent_whole() -> None:
     for heard, words in decodes:
         agreement.update(timed(f"We@62.0-62.48 shipped@62.48-62.82 {words}"), 62.0, heard)
     assert texts(agreement.sent) == ["We", "shipped", "320", "packages"]
+
+
+def test_a_digit_run_both_hypotheses_end_on_waits_for_a_word_after_it() -> None:
+    """Regression (en-07, traced, every run of the clip alone): the decodes of 5.0 and 5.6 s
+    both wrote "415 5555 2671", two seconds after "5555" was said, and it was sent; the
+    utterance's final decode wrote "415 555 2671" (the speaker said "five five five")."""
+    opening = "My@0.07-0.49 phone@0.49-0.75 number@0.75-1.07 is@1.07-1.29"
+    decodes = [
+        (3.909, "415@1.27-1.91 555@1.91-3.59"),
+        (4.459, "41555526@1.29-4.17"),
+        (5.04, "415@1.29-1.91 5555@1.91-3.51 2671@3.51-4.79"),
+        (5.591, "415@1.29-1.93 5555@1.93-3.61 2671.@3.61-5.55"),
+    ]
+    agreement = LocalAgreement()
+    start = 0.067
+    sent = [
+        texts(agreement.update(timed(f"{opening} {rest}"), start, start + heard)) for heard, rest in decodes
+    ]
+    assert sent == [[], ["My", "phone", "number", "is"], [], []]
+    final = timed(f"{opening} 415@1.29-1.91 555@1.91-3.53 2671@3.53-4.81")
+    assert texts(agreement.finish(final)) == ["415", "555", "2671"]
+    # a word after the digits in both hypotheses closes the run, and it goes out with them
+    later = LocalAgreement()
+    closed = timed(f"{opening} 415@1.29-1.91 555@1.91-3.53 2671@3.53-4.81 please@4.9-5.3")
+    assert later.update(closed, start, 5.6) == []
+    assert texts(later.update(closed, start, 6.1)) == [*texts(timed(opening)), "415", "555", "2671", "please"]

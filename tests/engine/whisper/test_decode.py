@@ -29,11 +29,8 @@ def test_digit_groups_stay_words_so_a_partial_phone_number_is_not_lost() -> None
     raw += [RawWord("-2671", 3.5, 5.0), RawWord(" Rendez", 5.0, 5.3), RawWord("-vous", 5.3, 5.6)]
     words = stream_words(raw, offset_s=0.0, duration_s=6.0)
     assert [w.text for w in words] == ["is", "415", "5555", "2671", "Rendez-vous"]
-    agreement = LocalAgreement()
-    partial = [WordEvent("is", 1.0, 1.2), WordEvent("415", 1.2, 1.9), WordEvent("555", 1.9, 3.6)]
-    agreement.update(partial, 0.0, 4.5)
-    agreement.update(partial, 0.0, 5.0)
-    assert [w.text for w in agreement.finish(words)] == ["2671", "Rendez-vous"]
+    sent = [WordEvent("is", 1.0, 1.2), WordEvent("415", 1.2, 1.9), WordEvent("555", 1.9, 3.6)]
+    assert [w.text for w in LocalAgreement(sent).finish(words)] == ["2671", "Rendez-vous"]
 
 
 def test_whispers_hallucination_rules() -> None:
